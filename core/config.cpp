@@ -1,0 +1,151 @@
+#include "core/config.hpp"
+
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+#include <sstream>
+#define TOML_EXCEPTIONS 1
+#include <toml++/toml.h>
+
+#include "core/error.hpp"
+
+namespace kw::core {
+namespace {
+
+std::string where(const std::string& file, const toml::source_region& r) {
+    std::ostringstream os;
+    os << file << ":" << r.begin.line;
+    return os.str();
+}
+
+[[noreturn]] void bad(const std::string& file, const toml::node& n, const std::string& what) {
+    throw Error(ErrorKind::config, where(file, n.source()) + ": " + what);
+}
+
+void reject_unknown(const std::string& file, const toml::table& t, const std::string& section,
+                    const std::set<std::string>& known) {
+    for (const auto& [k, v] : t) {
+        if (!known.contains(std::string(k.str()))) {
+            bad(file, v, "unknown setting '" + (section.empty() ? "" : section + ".") + std::string(k.str()) + "'");
+        }
+    }
+}
+
+template <typename T>
+void read(const std::string& file, const toml::table& t, const char* key, T& out) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return;
+    if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, std::optional<std::string>>) {
+        auto v = n->value<std::string>();
+        if (!v) bad(file, *n, std::string(key) + " must be a string");
+        out = *v;
+    } else {
+        auto v = n->value<std::int64_t>();
+        if (!v || *v < 0) bad(file, *n, std::string(key) + " must be a non-negative integer");
+        out = static_cast<T>(*v);
+    }
+}
+
+void apply_file(Config& c, const std::string& file) {
+    toml::table root;
+    try {
+        root = toml::parse_file(file);
+    } catch (const toml::parse_error& e) {
+        throw Error(ErrorKind::config, where(file, e.source()) + ": " + std::string(e.description()));
+    }
+    c.source = file;
+    reject_unknown(file, root, "", {"hsm", "store", "keys", "audit", "server", "rotation"});
+    auto section = [&](const char* name) -> const toml::table* {
+        const toml::node* n = root.get(name);
+        if (n == nullptr) return nullptr;
+        if (!n->is_table()) bad(file, *n, std::string("[") + name + "] must be a table");
+        return n->as_table();
+    };
+    if (const auto* t = section("hsm")) {
+        reject_unknown(file, *t, "hsm", {"module", "token_label", "token_serial", "token_uri", "pin_env", "pin_file", "sessions"});
+        read(file, *t, "module", c.hsm_module);
+        read(file, *t, "token_label", c.token_label);
+        read(file, *t, "token_serial", c.token_serial);
+        read(file, *t, "token_uri", c.token_uri);
+        read(file, *t, "pin_env", c.pin_env);
+        read(file, *t, "pin_file", c.pin_file);
+        read(file, *t, "sessions", c.sessions);
+        if (c.sessions == 0) bad(file, *t->get("sessions"), "hsm.sessions must be at least 1");
+        if (c.token_serial || c.token_uri) {
+            if (t->get("token_label") == nullptr) c.token_label.reset();
+        }
+    }
+    if (const auto* t = section("store")) {
+        reject_unknown(file, *t, "store", {"url", "busy_timeout_ms"});
+        read(file, *t, "url", c.store_url);
+        read(file, *t, "busy_timeout_ms", c.busy_timeout_ms);
+    }
+    if (const auto* t = section("keys")) {
+        reject_unknown(file, *t, "keys", {"default_residency", "handle_cache_size"});
+        std::string residency;
+        read(file, *t, "default_residency", residency);
+        if (!residency.empty()) {
+            auto r = parse_residency(residency);
+            if (!r) bad(file, *t->get("default_residency"), "keys.default_residency must be \"token\" or \"wrapped\"");
+            c.default_residency = *r;
+        }
+        read(file, *t, "handle_cache_size", c.handle_cache_size);
+    }
+    if (const auto* t = section("audit")) {
+        reject_unknown(file, *t, "audit", {"checkpoint_every", "checkpoint_seconds", "durability"});
+        read(file, *t, "checkpoint_every", c.checkpoint_every);
+        read(file, *t, "checkpoint_seconds", c.checkpoint_seconds);
+        read(file, *t, "durability", c.durability);
+        if (c.durability != "process" && c.durability != "power") {
+            bad(file, *t->get("durability"), "audit.durability must be \"process\" or \"power\"");
+        }
+    }
+    if (const auto* t = section("server")) {
+        reject_unknown(file, *t, "server", {"listen", "unix_socket"});
+        read(file, *t, "listen", c.listen);
+        read(file, *t, "unix_socket", c.unix_socket);
+    }
+    if (const auto* t = section("rotation")) {
+        reject_unknown(file, *t, "rotation", {"check_interval", "policy_dir"});
+        read(file, *t, "check_interval", c.rotation_check_interval);
+        read(file, *t, "policy_dir", c.policy_dir);
+    }
+}
+
+const char* env(const char* name) {
+    const char* v = std::getenv(name);
+    return (v != nullptr && *v != '\0') ? v : nullptr;
+}
+
+}  // namespace
+
+Config load_config(const std::optional<std::string>& path) {
+    Config c;
+    std::optional<std::string> file = path;
+    if (!file) {
+        if (const char* e = env("KEYWARDEN_CONFIG")) file = e;
+    }
+    if (file) {
+        if (!std::filesystem::exists(*file)) throw Error(ErrorKind::config, "config file " + *file + " does not exist");
+        apply_file(c, *file);
+    } else if (std::filesystem::exists("keywarden.toml")) {
+        apply_file(c, "keywarden.toml");
+    }
+    if (const char* e = env("KEYWARDEN_HSM_MODULE")) c.hsm_module = e;
+    if (const char* e = env("KEYWARDEN_TOKEN_LABEL")) c.token_label = e;
+    if (const char* e = env("KEYWARDEN_TOKEN_SERIAL")) c.token_serial = e;
+    if (const char* e = env("KEYWARDEN_TOKEN_URI")) c.token_uri = e;
+    if (const char* e = env("KEYWARDEN_PIN_FILE")) c.pin_file = e;
+    if (const char* e = env("KEYWARDEN_STORE_URL")) c.store_url = e;
+    if (const char* e = env("ROTATION_CHECK_INTERVAL")) {
+        char* end = nullptr;
+        long long v = std::strtoll(e, &end, 10);
+        if (end == e || *end != '\0' || v <= 0) {
+            throw Error(ErrorKind::config, "ROTATION_CHECK_INTERVAL must be a positive number of seconds");
+        }
+        c.rotation_check_interval = v;
+    }
+    return c;
+}
+
+}  // namespace kw::core

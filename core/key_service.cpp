@@ -1,0 +1,293 @@
+#include "core/key_service.hpp"
+
+#include <cctype>
+#include <cstdio>
+
+#include "core/crypto/public_key.hpp"
+#include "core/encoding.hpp"
+#include "core/error.hpp"
+#include "token/attributes.hpp"
+#include "token/error.hpp"
+#include "token/keygen.hpp"
+#include "token/object.hpp"
+#include "token/public_key.hpp"
+#include "token/wrap.hpp"
+
+namespace kw::core {
+namespace {
+
+token::KeySpec spec_for(const ManagedKey& key) {
+    switch (family_of(key)) {
+        case Family::hmac: return {token::KeyAlgorithm::generic_secret_256, 0};
+        case Family::rsa: return {token::KeyAlgorithm::rsa, key.rsa_bits};
+        case Family::ecdsa:
+            return {key.curve.value_or(Curve::p256) == Curve::p384 ? token::KeyAlgorithm::ec_p384
+                                                                     : token::KeyAlgorithm::ec_p256,
+                    0};
+        case Family::ed25519: return {token::KeyAlgorithm::ed25519, 0};
+    }
+    return {};
+}
+
+token::UnwrapSpec unwrap_spec_for(const ManagedKey& key, const KeyVersion& v) {
+    token::UnwrapSpec u;
+    u.label = key.name;
+    u.id.assign(v.kid.begin(), v.kid.end());
+    switch (family_of(key)) {
+        case Family::hmac: u.key_class = CKO_SECRET_KEY; u.key_type = CKK_GENERIC_SECRET; break;
+        case Family::rsa: u.key_class = CKO_PRIVATE_KEY; u.key_type = CKK_RSA; break;
+        case Family::ecdsa: u.key_class = CKO_PRIVATE_KEY; u.key_type = CKK_EC; break;
+        case Family::ed25519: u.key_class = CKO_PRIVATE_KEY; u.key_type = CKK_EC_EDWARDS; break;
+    }
+    return u;
+}
+
+void validate(GenerateRequest& r) {
+    if (r.name.empty() || r.name.size() > 128) throw Error(ErrorKind::invalid_argument, "key name must be 1-128 characters");
+    for (char c : r.name) {
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '/' || c == ':')) {
+            throw Error(ErrorKind::invalid_argument,
+                        "key name '" + r.name + "' may only hold letters, digits and - _ . / :");
+        }
+    }
+    switch (r.type) {
+        case KeyType::rsa:
+            if (r.rsa_bits != 2048 && r.rsa_bits != 3072 && r.rsa_bits != 4096) {
+                throw Error(ErrorKind::invalid_argument, "RSA size must be 2048, 3072 or 4096");
+            }
+            break;
+        case KeyType::ecdsa:
+            if (!r.curve) r.curve = Curve::p256;
+            break;
+        case KeyType::jwt:
+            if (!r.jwt_alg) r.jwt_alg = JwtAlg::ES256;
+            if (r.jwt_alg == JwtAlg::RS256 || r.jwt_alg == JwtAlg::PS256) {
+                if (r.rsa_bits != 3072 && r.rsa_bits != 4096) r.rsa_bits = 2048;
+            }
+            if (r.jwt_alg == JwtAlg::ES256) r.curve = Curve::p256;
+            break;
+        case KeyType::api_token:
+        case KeyType::provisioning:
+            throw Error(ErrorKind::invalid_argument, "api_token and provisioning keys are issued with `token issue`");
+        default: break;
+    }
+    if (r.expires_in && *r.expires_in <= 0) throw Error(ErrorKind::invalid_argument, "expiry must be in the future");
+}
+
+}  // namespace
+
+KeyService::KeyService(token::Token& token, Store& store, const RootKeys& roots, const Clock& clock,
+                       std::size_t handle_cache_capacity)
+    : token_(token), store_(store), roots_(roots), clock_(clock), cache_(handle_cache_capacity) {}
+
+std::vector<std::uint8_t> KeyService::random(std::size_t n) {
+    std::vector<std::uint8_t> out(n);
+    auto lease = token_.session();
+    token::generate_random(lease.session(), out);
+    return out;
+}
+
+std::string KeyService::new_kid() {
+    // 72 random bits, base62: short enough for a JWT header, long enough
+    // that two versions never collide in practice (and the store checks).
+    return to_base62(random(9), 13);
+}
+
+std::string KeyService::new_uuid() {
+    auto b = random(16);
+    b[6] = static_cast<std::uint8_t>((b[6] & 0x0f) | 0x40);  // version 4
+    b[8] = static_cast<std::uint8_t>((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
+    std::string h = to_hex(b);
+    return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) + "-" + h.substr(20);
+}
+
+KeyVersion KeyService::make_version(const ManagedKey& key, int number, Residency residency) {
+    KeyVersion v;
+    v.version = number;
+    v.kid = new_kid();
+    v.residency = residency;
+    v.created_at = clock_.now();
+    v.state_changed_at = v.created_at;
+    v.state = VersionState::active;
+
+    token::KeyOptions o;
+    o.label = key.name;
+    o.id.assign(v.kid.begin(), v.kid.end());
+    o.token_object = residency == Residency::token;
+    o.extractable = residency == Residency::wrapped;
+    o.usage = token::KeyUsage::sign;
+
+    auto lease = token_.session();
+    const auto& s = lease.session();
+    token::GeneratedKey generated = token::generate_key(s, spec_for(key), o);
+    if (generated.public_key.get() != CK_INVALID_HANDLE) {
+        v.public_key = spki_from_attributes(token::read_public_key(s, generated.public_key.get()));
+    }
+    if (residency == Residency::wrapped) {
+        v.wrapped_blob = token::wrap_key(s, roots_.wrap, generated.private_key.get());
+        // generated.* are extractable session objects: they are destroyed
+        // here; signing uses a non-extractable unwrapped copy.
+    } else {
+        for (CK_OBJECT_HANDLE evicted : cache_.put(v.kid, generated.private_key.get(), false, token_.generation())) {
+            s.fn()->C_DestroyObject(s.handle(), evicted);
+        }
+    }
+    return v;
+}
+
+ManagedKey KeyService::generate(const GenerateRequest& request) {
+    GenerateRequest r = request;
+    validate(r);
+    if (store_.find_key(r.name)) throw Error(ErrorKind::already_exists, "a key named '" + r.name + "' already exists");
+    ManagedKey key;
+    key.id = new_uuid();
+    key.name = r.name;
+    key.type = r.type;
+    key.rsa_bits = (family_of(ManagedKey{.type = r.type, .jwt_alg = r.jwt_alg}) == Family::rsa) ? r.rsa_bits : 0;
+    key.curve = r.curve;
+    key.jwt_alg = r.jwt_alg;
+    key.scopes = r.scopes;
+    key.owner = r.owner;
+    key.labels = r.labels;
+    key.created_at = clock_.now();
+    if (r.expires_in) key.expires_at = key.created_at + *r.expires_in;
+    KeyVersion v;
+    try {
+        v = make_version(key, 1, r.residency);
+    } catch (const token::Pkcs11Error& e) {
+        if (e.rv() != CKR_KEY_NOT_WRAPPABLE || r.residency != Residency::wrapped) throw;
+        if (!r.allow_token_fallback) {
+            throw Error(ErrorKind::invalid_argument, "this token cannot wrap " + std::string(to_string(key.type)) +
+                                                         " keys (C_WrapKey: CKR_KEY_NOT_WRAPPABLE): use --residency token");
+        }
+        v = make_version(key, 1, Residency::token);
+    }
+    v.primary = true;
+    key.versions.push_back(std::move(v));
+    store_.create_key(key);
+    return key;
+}
+
+ManagedKey KeyService::get(std::string_view name) {
+    auto key = store_.find_key(name);
+    if (!key) throw Error(ErrorKind::not_found, "no key named '" + std::string(name) + "'");
+    return std::move(*key);
+}
+
+std::vector<ManagedKey> KeyService::list() { return store_.list_keys(); }
+
+std::string KeyService::public_key_pem(std::string_view name, std::optional<std::string_view> kid) {
+    ManagedKey key = get(name);
+    const KeyVersion* v = kid ? key.version_by_kid(*kid) : key.primary();
+    if (v == nullptr) throw Error(ErrorKind::not_found, "key '" + key.name + "' has no such version");
+    if (v->public_key.empty()) {
+        throw Error(ErrorKind::invalid_argument, "key '" + key.name + "' is " + std::string(to_string(key.type)) +
+                                                     " (symmetric): it has no public key");
+    }
+    return spki_to_pem(v->public_key);
+}
+
+token::SignMechanism KeyService::mechanism_for(const ManagedKey& key, const SignOptions& options) {
+    using M = token::SignMechanism;
+    switch (family_of(key)) {
+        case Family::hmac: return M::hmac_sha256;
+        case Family::rsa:
+            if (key.jwt_alg == JwtAlg::PS256) return M::rsa_pss_sha256;
+            if (key.jwt_alg == JwtAlg::RS256) return M::rsa_pkcs1_sha256;
+            return options.rsa_padding == RsaPadding::pss ? M::rsa_pss_sha256 : M::rsa_pkcs1_sha256;
+        case Family::ecdsa: return key.curve == Curve::p384 ? M::ecdsa_sha384 : M::ecdsa_sha256;
+        case Family::ed25519: return M::eddsa;
+    }
+    return M::hmac_sha256;
+}
+
+CK_OBJECT_HANDLE KeyService::working_handle(const token::Session& s, const ManagedKey& key, const KeyVersion& v) {
+    const std::uint64_t gen = token_.generation();
+    if (auto h = cache_.get(v.kid, gen)) return *h;
+    CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
+    bool owned = false;
+    if (v.residency == Residency::wrapped) {
+        if (v.wrapped_blob.empty()) {
+            throw Error(ErrorKind::not_permitted, "version " + v.kid + " of '" + key.name + "' has no key material");
+        }
+        token::ObjectHandle obj = token::unwrap_key(s, roots_.wrap, v.wrapped_blob, unwrap_spec_for(key, v));
+        handle = obj.release();
+        owned = true;
+    } else {
+        // Token residency: one search by CKA_ID per process, then cached.
+        token::Template t;
+        t.add_ulong(CKA_CLASS, family_of(key) == Family::hmac ? CKO_SECRET_KEY : CKO_PRIVATE_KEY)
+            .add_bytes(CKA_ID, std::vector<std::uint8_t>(v.kid.begin(), v.kid.end()));
+        auto found = token::find_objects(s, t.span(), 1);
+        if (found.empty()) {
+            throw Error(ErrorKind::not_found,
+                        "token object for version " + v.kid + " of '" + key.name + "' is missing from the token");
+        }
+        handle = found.front();
+    }
+    for (CK_OBJECT_HANDLE evicted : cache_.put(v.kid, handle, owned, gen)) {
+        s.fn()->C_DestroyObject(s.handle(), evicted);
+    }
+    return handle;
+}
+
+SignResult KeyService::sign(std::string_view name, std::span<const std::uint8_t> data, const SignOptions& options) {
+    ManagedKey key = get(name);
+    const UnixTime now = clock_.now();
+    if (key.revoked_at) throw Error(ErrorKind::not_permitted, "key '" + key.name + "' is revoked");
+    if (key.expired(now)) throw Error(ErrorKind::not_permitted, "key '" + key.name + "' expired at " + format_time(*key.expires_at));
+    const KeyVersion* v = key.primary();
+    if (v == nullptr) throw Error(ErrorKind::not_permitted, "key '" + key.name + "' has no primary version");
+    if (!can_sign(v->state)) {
+        throw Error(ErrorKind::not_permitted,
+                    "key '" + key.name + "' version " + v->kid + " is " + std::string(to_string(v->state)) + ": it cannot sign");
+    }
+    SignResult result;
+    result.mechanism = mechanism_for(key, options);
+    result.kid = v->kid;
+    result.version = v->version;
+    auto lease = token_.session();
+    const auto& s = lease.session();
+    CK_OBJECT_HANDLE h = working_handle(s, key, *v);
+    result.signature = token::sign(s, h, result.mechanism, data);
+    if ((result.mechanism == token::SignMechanism::ecdsa_sha256 || result.mechanism == token::SignMechanism::ecdsa_sha384) &&
+        options.format == SignatureFormat::der) {
+        result.signature = ecdsa_raw_to_der(result.signature);
+    }
+    return result;
+}
+
+VerifyResult KeyService::verify(std::string_view name, std::span<const std::uint8_t> data,
+                                std::span<const std::uint8_t> signature, const SignOptions& options,
+                                std::optional<std::string_view> kid) {
+    ManagedKey key = get(name);
+    const token::SignMechanism mech = mechanism_for(key, options);
+    for (const auto& v : key.versions) {
+        if (kid && v.kid != *kid) continue;
+        if (!can_verify(v.state)) continue;
+        bool ok = false;
+        if (family_of(key) == Family::hmac) {
+            auto lease = token_.session();
+            const auto& s = lease.session();
+            ok = token::verify(s, working_handle(s, key, v), mech, data, signature);
+        } else {
+            ok = verify_with_public_key(v.public_key, mech, data, signature);
+        }
+        if (ok) return {true, v.kid};
+    }
+    return {false, {}};
+}
+
+void KeyService::revoke(std::string_view name) {
+    ManagedKey key = get(name);
+    if (key.revoked_at) throw Error(ErrorKind::not_permitted, "key '" + key.name + "' is already revoked");
+    const UnixTime now = clock_.now();
+    for (const auto& v : key.versions) {
+        if (v.state == VersionState::active || v.state == VersionState::pre_active || v.state == VersionState::suspended) {
+            store_.set_version_state(v.kid, VersionState::deactivated, now);
+        }
+    }
+    store_.set_revoked(key.id, now);
+}
+
+}  // namespace kw::core

@@ -1,0 +1,113 @@
+#pragma once
+// Managed keys end to end: generate in the token, record in the store, sign
+// and verify by name, export public keys, revoke.
+//
+// Thread-safe: the store and the handle cache lock internally, token work
+// goes through the session pool. Policy (state, expiry, revocation) is checked
+// here, at use time, on every call.
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/clock.hpp"
+#include "core/handle_cache.hpp"
+#include "core/key.hpp"
+#include "core/root_keys.hpp"
+#include "core/store/store.hpp"
+#include "token/sign.hpp"
+#include "token/token.hpp"
+
+namespace kw::core {
+
+struct GenerateRequest {
+    std::string name;
+    KeyType type = KeyType::hmac;
+    unsigned rsa_bits = 2048;
+    std::optional<Curve> curve;
+    std::optional<JwtAlg> jwt_alg;
+    std::vector<std::string> scopes;
+    std::string owner;
+    std::map<std::string, std::string> labels;
+    std::optional<std::int64_t> expires_in;  // seconds from now
+    Residency residency = Residency::wrapped;
+    // When the token cannot wrap this algorithm (SoftHSM 2.6 cannot wrap
+    // Ed25519 private keys: CKR_KEY_NOT_WRAPPABLE), fall back to token
+    // residency instead of failing. Off when the caller asked explicitly.
+    bool allow_token_fallback = true;
+};
+
+struct SignOptions {
+    RsaPadding rsa_padding = RsaPadding::pkcs1;
+    // ECDSA output; DER by default (X.509, `openssl dgst -verify`), raw for JOSE.
+    SignatureFormat format = SignatureFormat::der;
+};
+
+struct SignResult {
+    std::vector<std::uint8_t> signature;
+    std::string kid;
+    int version = 0;
+    token::SignMechanism mechanism = token::SignMechanism::hmac_sha256;
+};
+
+struct VerifyResult {
+    bool valid = false;
+    std::string kid;  // the version that verified, if any
+};
+
+class KeyService {
+public:
+    KeyService(token::Token& token, Store& store, const RootKeys& roots, const Clock& clock,
+               std::size_t handle_cache_capacity = 16384);
+
+    /// Generates version 1 in the token and records the key. Throws
+    /// Error(already_exists / invalid_argument) or token errors.
+    ManagedKey generate(const GenerateRequest& request);
+
+    [[nodiscard]] ManagedKey get(std::string_view name);  // throws Error(not_found)
+    [[nodiscard]] std::vector<ManagedKey> list();
+
+    /// PEM SubjectPublicKeyInfo of the primary (or the given) version.
+    [[nodiscard]] std::string public_key_pem(std::string_view name, std::optional<std::string_view> kid = {});
+
+    /// Signs with the primary version. Throws Error(not_permitted) if the key
+    /// is revoked, expired or its primary version cannot sign.
+    SignResult sign(std::string_view name, std::span<const std::uint8_t> data, const SignOptions& options = {});
+
+    /// Checks with the given version, or every version allowed to verify.
+    VerifyResult verify(std::string_view name, std::span<const std::uint8_t> data, std::span<const std::uint8_t> signature,
+                        const SignOptions& options = {}, std::optional<std::string_view> kid = {});
+
+    /// Revokes the key: no version signs again; versions become deactivated (verify only).
+    void revoke(std::string_view name);
+
+    /// The mechanism a key signs with.
+    [[nodiscard]] static token::SignMechanism mechanism_for(const ManagedKey& key, const SignOptions& options);
+
+    [[nodiscard]] std::size_t cached_handles() const { return cache_.size(); }
+    [[nodiscard]] token::Token& token() noexcept { return token_; }
+    [[nodiscard]] Store& store() noexcept { return store_; }
+    [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
+
+    /// Fresh random bytes from the token.
+    [[nodiscard]] std::vector<std::uint8_t> random(std::size_t n);
+    [[nodiscard]] std::string new_kid();
+    [[nodiscard]] std::string new_uuid();
+
+    /// Generates a new key version's material (no store write): used by
+    /// generate() and by rotation.
+    KeyVersion make_version(const ManagedKey& key, int number, Residency residency);
+
+private:
+    CK_OBJECT_HANDLE working_handle(const token::Session& s, const ManagedKey& key, const KeyVersion& v);
+
+    token::Token& token_;
+    Store& store_;
+    RootKeys roots_;
+    const Clock& clock_;
+    HandleCache cache_;
+};
+
+}  // namespace kw::core

@@ -1,0 +1,82 @@
+#pragma once
+// RAII over the SQLite C API: a connection, prepared statements and
+// transactions. SQLITE_BUSY/SQLITE_LOCKED become Error(store_locked); every
+// other failure Error(store_failure) with SQLite's message.
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kw::core::sqlite {
+
+[[noreturn]] void throw_sqlite(sqlite3* db, int rc, std::string_view context);
+
+class Database {
+public:
+    /// Opens (creating with mode 0600) the database file at `path`.
+    Database(const std::string& path, int busy_timeout_ms);
+    ~Database();
+    Database(const Database&) = delete;
+    Database& operator=(const Database&) = delete;
+
+    void exec(const char* sql);
+    [[nodiscard]] sqlite3* get() const noexcept { return db_; }
+    [[nodiscard]] const std::string& path() const noexcept { return path_; }
+
+private:
+    sqlite3* db_ = nullptr;
+    std::string path_;
+};
+
+class Statement {
+public:
+    Statement(const Database& db, const char* sql);
+    ~Statement();
+    Statement(const Statement&) = delete;
+    Statement& operator=(const Statement&) = delete;
+
+    Statement& bind(int index, std::string_view text);
+    Statement& bind(int index, std::int64_t value);
+    Statement& bind(int index, std::span<const std::uint8_t> blob);
+    Statement& bind_null(int index);
+    Statement& bind(int index, const std::optional<std::int64_t>& value) {
+        return value ? bind(index, *value) : bind_null(index);
+    }
+
+    /// True while a row is available; false when done.
+    bool step();
+    /// Runs a statement that returns no rows.
+    void run() { step(); }
+    void reset();
+
+    [[nodiscard]] std::string text(int col) const;
+    [[nodiscard]] std::int64_t integer(int col) const;
+    [[nodiscard]] std::optional<std::int64_t> maybe_integer(int col) const;
+    [[nodiscard]] std::vector<std::uint8_t> blob(int col) const;
+    [[nodiscard]] bool is_null(int col) const;
+
+private:
+    sqlite3* db_;
+    sqlite3_stmt* stmt_ = nullptr;
+};
+
+/// BEGIN IMMEDIATE (takes the write lock up front, so lock waits happen here
+/// and not half-way) ... COMMIT, or ROLLBACK if never committed.
+class Transaction {
+public:
+    explicit Transaction(Database& db);
+    ~Transaction();
+    Transaction(const Transaction&) = delete;
+    Transaction& operator=(const Transaction&) = delete;
+    void commit();
+
+private:
+    Database& db_;
+    bool done_ = false;
+};
+
+}  // namespace kw::core::sqlite

@@ -1,0 +1,201 @@
+#include "core/store/sqlite/sqlite_store.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.hpp"
+#include "core/store/sqlite/migrations.hpp"
+
+namespace kw::core::sqlite {
+namespace {
+
+constexpr const char* kKeyColumns =
+    "SELECT id, name, type, rsa_bits, curve, jwt_alg, scopes, owner, labels, policy, created_at, expires_at, "
+    "revoked_at FROM keys";
+
+std::string scopes_json(const std::vector<std::string>& scopes) { return nlohmann::json(scopes).dump(); }
+std::string labels_json(const std::map<std::string, std::string>& labels) { return nlohmann::json(labels).dump(); }
+
+}  // namespace
+
+SqliteStore::SqliteStore(const std::string& path, const StoreOptions& options) : db_(path, options.busy_timeout_ms) {
+    db_.exec("PRAGMA journal_mode=WAL");
+    db_.exec("PRAGMA synchronous=NORMAL");
+    db_.exec("PRAGMA foreign_keys=ON");
+    schema_version_ = migrate(db_);
+}
+
+void SqliteStore::insert_version(std::string_view key_id, const KeyVersion& v) {
+    Statement s(db_,
+                "INSERT INTO key_versions(key_id, version, kid, state, is_primary, residency, created_at, "
+                "state_changed_at, wrapped_blob, public_key) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)");
+    s.bind(1, key_id)
+        .bind(2, static_cast<std::int64_t>(v.version))
+        .bind(3, v.kid)
+        .bind(4, to_string(v.state))
+        .bind(5, static_cast<std::int64_t>(v.primary ? 1 : 0))
+        .bind(6, to_string(v.residency))
+        .bind(7, v.created_at)
+        .bind(8, v.state_changed_at)
+        .bind(9, std::span<const std::uint8_t>(v.wrapped_blob))
+        .bind(10, std::span<const std::uint8_t>(v.public_key));
+    s.run();
+}
+
+void SqliteStore::create_key(const ManagedKey& key) {
+    std::lock_guard lock(mutex_);
+    Transaction tx(db_);
+    {
+        Statement exists(db_, "SELECT 1 FROM keys WHERE name = ?1");
+        exists.bind(1, key.name);
+        if (exists.step()) throw Error(ErrorKind::already_exists, "a key named '" + key.name + "' already exists");
+    }
+    Statement s(db_,
+                "INSERT INTO keys(id, name, type, rsa_bits, curve, jwt_alg, scopes, owner, labels, policy, created_at, "
+                "expires_at, revoked_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)");
+    s.bind(1, key.id).bind(2, key.name).bind(3, to_string(key.type));
+    if (key.rsa_bits != 0) {
+        s.bind(4, static_cast<std::int64_t>(key.rsa_bits));
+    } else {
+        s.bind_null(4);
+    }
+    if (key.curve) {
+        s.bind(5, to_string(*key.curve));
+    } else {
+        s.bind_null(5);
+    }
+    if (key.jwt_alg) {
+        s.bind(6, to_string(*key.jwt_alg));
+    } else {
+        s.bind_null(6);
+    }
+    s.bind(7, scopes_json(key.scopes))
+        .bind(8, key.owner)
+        .bind(9, labels_json(key.labels))
+        .bind(10, key.policy)
+        .bind(11, key.created_at)
+        .bind(12, key.expires_at)
+        .bind(13, key.revoked_at);
+    s.run();
+    for (const auto& v : key.versions) insert_version(key.id, v);
+    tx.commit();
+}
+
+ManagedKey SqliteStore::read_key(const Statement& s) {
+    ManagedKey k;
+    k.id = s.text(0);
+    k.name = s.text(1);
+    k.type = parse_key_type(s.text(2)).value_or(KeyType::hmac);
+    k.rsa_bits = static_cast<unsigned>(s.maybe_integer(3).value_or(0));
+    if (!s.is_null(4)) k.curve = parse_curve(s.text(4));
+    if (!s.is_null(5)) k.jwt_alg = parse_jwt_alg(s.text(5));
+    k.scopes = nlohmann::json::parse(s.text(6)).get<std::vector<std::string>>();
+    k.owner = s.text(7);
+    k.labels = nlohmann::json::parse(s.text(8)).get<std::map<std::string, std::string>>();
+    k.policy = s.text(9);
+    k.created_at = s.integer(10);
+    k.expires_at = s.maybe_integer(11);
+    k.revoked_at = s.maybe_integer(12);
+    return k;
+}
+
+void SqliteStore::load_versions(ManagedKey& key) {
+    Statement s(db_,
+                "SELECT version, kid, state, is_primary, residency, created_at, state_changed_at, wrapped_blob, "
+                "public_key FROM key_versions WHERE key_id = ?1 ORDER BY version");
+    s.bind(1, key.id);
+    while (s.step()) {
+        KeyVersion v;
+        v.version = static_cast<int>(s.integer(0));
+        v.kid = s.text(1);
+        v.state = parse_version_state(s.text(2)).value_or(VersionState::compromised);
+        v.primary = s.integer(3) != 0;
+        v.residency = parse_residency(s.text(4)).value_or(Residency::wrapped);
+        v.created_at = s.integer(5);
+        v.state_changed_at = s.integer(6);
+        v.wrapped_blob = s.blob(7);
+        v.public_key = s.blob(8);
+        key.versions.push_back(std::move(v));
+    }
+}
+
+std::optional<ManagedKey> SqliteStore::find_key(std::string_view name) {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, (std::string(kKeyColumns) + " WHERE name = ?1").c_str());
+    s.bind(1, name);
+    if (!s.step()) return std::nullopt;
+    ManagedKey key = read_key(s);
+    load_versions(key);
+    return key;
+}
+
+std::vector<ManagedKey> SqliteStore::list_keys() {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, (std::string(kKeyColumns) + " ORDER BY name").c_str());
+    std::vector<ManagedKey> keys;
+    while (s.step()) keys.push_back(read_key(s));
+    for (auto& k : keys) load_versions(k);
+    return keys;
+}
+
+void SqliteStore::add_version(std::string_view key_id, const KeyVersion& version) {
+    std::lock_guard lock(mutex_);
+    Transaction tx(db_);
+    insert_version(key_id, version);
+    tx.commit();
+}
+
+void SqliteStore::set_version_state(std::string_view kid, VersionState state, UnixTime at) {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, "UPDATE key_versions SET state = ?1, state_changed_at = ?2 WHERE kid = ?3");
+    s.bind(1, to_string(state)).bind(2, at).bind(3, kid).run();
+    if (sqlite3_changes(db_.get()) == 0) throw Error(ErrorKind::not_found, "no key version with kid " + std::string(kid));
+}
+
+void SqliteStore::set_primary(std::string_view key_id, std::string_view kid) {
+    std::lock_guard lock(mutex_);
+    Transaction tx(db_);
+    Statement clear(db_, "UPDATE key_versions SET is_primary = 0 WHERE key_id = ?1");
+    clear.bind(1, key_id).run();
+    Statement set(db_, "UPDATE key_versions SET is_primary = 1 WHERE key_id = ?1 AND kid = ?2");
+    set.bind(1, key_id).bind(2, kid).run();
+    if (sqlite3_changes(db_.get()) == 0) throw Error(ErrorKind::not_found, "no key version with kid " + std::string(kid));
+    tx.commit();
+}
+
+void SqliteStore::set_revoked(std::string_view key_id, UnixTime at) {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, "UPDATE keys SET revoked_at = ?1 WHERE id = ?2");
+    s.bind(1, at).bind(2, key_id).run();
+}
+
+std::optional<std::string> SqliteStore::get_meta(std::string_view name) {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, "SELECT value FROM meta WHERE name = ?1");
+    s.bind(1, name);
+    if (!s.step()) return std::nullopt;
+    return s.text(0);
+}
+
+void SqliteStore::set_meta(std::string_view name, std::string_view value) {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, "INSERT INTO meta(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value");
+    s.bind(1, name).bind(2, value).run();
+}
+
+StoreStats SqliteStore::stats() {
+    std::lock_guard lock(mutex_);
+    StoreStats st;
+    st.backend = "sqlite";
+    st.location = db_.path();
+    st.schema_version = schema_version_;
+    Statement by_type(db_, "SELECT type, COUNT(*) FROM keys GROUP BY type");
+    while (by_type.step()) {
+        st.keys_by_type[by_type.text(0)] = static_cast<int>(by_type.integer(1));
+        st.keys_total += static_cast<int>(by_type.integer(1));
+    }
+    Statement by_state(db_, "SELECT state, COUNT(*) FROM key_versions GROUP BY state");
+    while (by_state.step()) st.versions_by_state[by_state.text(0)] = static_cast<int>(by_state.integer(1));
+    return st;
+}
+
+}  // namespace kw::core::sqlite

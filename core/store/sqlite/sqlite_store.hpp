@@ -1,0 +1,38 @@
+#pragma once
+// The embedded SQLite store: one file, WAL journal, synchronous=NORMAL
+// (commits survive a killed process; see docs/architecture.md for power loss).
+#include <mutex>
+
+#include "core/store/sqlite/database.hpp"
+#include "core/store/store.hpp"
+
+namespace kw::core::sqlite {
+
+class SqliteStore final : public Store {
+public:
+    SqliteStore(const std::string& path, const StoreOptions& options);
+
+    void create_key(const ManagedKey& key) override;
+    [[nodiscard]] std::optional<ManagedKey> find_key(std::string_view name) override;
+    [[nodiscard]] std::vector<ManagedKey> list_keys() override;
+    void add_version(std::string_view key_id, const KeyVersion& version) override;
+    void set_version_state(std::string_view kid, VersionState state, UnixTime at) override;
+    void set_primary(std::string_view key_id, std::string_view kid) override;
+    void set_revoked(std::string_view key_id, UnixTime at) override;
+    [[nodiscard]] std::optional<std::string> get_meta(std::string_view name) override;
+    void set_meta(std::string_view name, std::string_view value) override;
+    [[nodiscard]] StoreStats stats() override;
+
+    [[nodiscard]] Database& database() noexcept { return db_; }
+
+private:
+    void insert_version(std::string_view key_id, const KeyVersion& v);
+    void load_versions(ManagedKey& key);
+    ManagedKey read_key(const Statement& s);
+
+    std::mutex mutex_;  // one connection; SQLite serialises writers anyway
+    Database db_;
+    int schema_version_ = 0;
+};
+
+}  // namespace kw::core::sqlite

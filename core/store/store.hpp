@@ -1,0 +1,57 @@
+#pragma once
+// The store: keywarden's own index of keys and versions (name, version, kid ->
+// token object id or wrapped blob), so no hot path searches the token.
+//
+// One interface, one backend per file under store/: sqlite/ now, postgres/
+// next. Every method is atomic: it either happens whole or throws
+// core::Error, with kind store_locked when another writer holds the store.
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/key.hpp"
+
+namespace kw::core {
+
+struct StoreStats {
+    std::string backend;   // "sqlite"
+    std::string location;  // file path or connection target (no password)
+    int schema_version = 0;
+    int keys_total = 0;
+    std::map<std::string, int> keys_by_type;
+    std::map<std::string, int> versions_by_state;
+};
+
+class Store {
+public:
+    virtual ~Store() = default;
+
+    /// Inserts a key with its versions. Throws Error(already_exists) if the name is taken.
+    virtual void create_key(const ManagedKey& key) = 0;
+    [[nodiscard]] virtual std::optional<ManagedKey> find_key(std::string_view name) = 0;
+    [[nodiscard]] virtual std::vector<ManagedKey> list_keys() = 0;
+
+    virtual void add_version(std::string_view key_id, const KeyVersion& version) = 0;
+    virtual void set_version_state(std::string_view kid, VersionState state, UnixTime at) = 0;
+    /// Makes `kid` the key's only primary version.
+    virtual void set_primary(std::string_view key_id, std::string_view kid) = 0;
+    virtual void set_revoked(std::string_view key_id, UnixTime at) = 0;
+
+    [[nodiscard]] virtual std::optional<std::string> get_meta(std::string_view name) = 0;
+    virtual void set_meta(std::string_view name, std::string_view value) = 0;
+
+    [[nodiscard]] virtual StoreStats stats() = 0;
+};
+
+struct StoreOptions {
+    int busy_timeout_ms = 2000;  // how long to wait for another writer before store_locked
+};
+
+/// Opens the store named by `url`: "sqlite:PATH" or "sqlite://PATH" (a bare
+/// path means SQLite too). Creates and migrates it when new.
+[[nodiscard]] std::unique_ptr<Store> open_store(const std::string& url, const StoreOptions& options = {});
+
+}  // namespace kw::core

@@ -1,0 +1,75 @@
+// Pure unit tests: no token, no store.
+#include <doctest/doctest.h>
+
+#include "core/clock.hpp"
+#include "core/encoding.hpp"
+#include "core/handle_cache.hpp"
+#include "core/types.hpp"
+
+using namespace kw::core;
+
+TEST_CASE("durations parse with units and reject garbage") {
+    CHECK(parse_duration("90") == 90);
+    CHECK(parse_duration("15m") == 900);
+    CHECK(parse_duration("12h") == 43200);
+    CHECK(parse_duration("30d") == 30 * 86400);
+    CHECK_FALSE(parse_duration(""));
+    CHECK_FALSE(parse_duration("d"));
+    CHECK_FALSE(parse_duration("-5s"));
+    CHECK_FALSE(parse_duration("5x"));
+    CHECK_FALSE(parse_duration("1.5h"));
+}
+
+TEST_CASE("enum names round-trip") {
+    for (auto t : {KeyType::hmac, KeyType::rsa, KeyType::ecdsa, KeyType::ed25519, KeyType::jwt, KeyType::api_token,
+                   KeyType::provisioning}) {
+        CHECK(parse_key_type(to_string(t)) == t);
+    }
+    for (auto s : {VersionState::pre_active, VersionState::active, VersionState::suspended, VersionState::deactivated,
+                   VersionState::compromised, VersionState::destroyed}) {
+        CHECK(parse_version_state(to_string(s)) == s);
+    }
+    CHECK_FALSE(parse_key_type("HMAC"));
+    CHECK(parse_curve("prime256v1") == Curve::p256);
+    CHECK_FALSE(parse_jwt_alg("none"));
+}
+
+TEST_CASE("only active versions sign; compromised and destroyed never verify") {
+    CHECK(can_sign(VersionState::active));
+    CHECK_FALSE(can_sign(VersionState::suspended));
+    CHECK_FALSE(can_sign(VersionState::deactivated));
+    CHECK(can_verify(VersionState::deactivated));
+    CHECK_FALSE(can_verify(VersionState::compromised));
+    CHECK_FALSE(can_verify(VersionState::destroyed));
+}
+
+TEST_CASE("encodings") {
+    std::vector<std::uint8_t> bytes{0x00, 0x01, 0xfe, 0xff, 0x10};
+    CHECK(to_hex(bytes) == "0001feff10");
+    CHECK(from_hex("0001FEff10") == bytes);
+    CHECK_FALSE(from_hex("abc"));
+    CHECK_FALSE(from_hex("zz"));
+    for (std::size_t n = 0; n < 10; ++n) {
+        std::vector<std::uint8_t> v(n, 0xa5);
+        CHECK(from_base64(to_base64(v)) == v);
+    }
+    CHECK_FALSE(from_base64("abc"));
+    CHECK(to_base64url(std::vector<std::uint8_t>{0xfb, 0xff}) == "-_8");
+    CHECK(to_base62(std::vector<std::uint8_t>{0x00, 0x3d}) == "z");
+    CHECK(to_base62(std::vector<std::uint8_t>{0x00, 0x3e}, 4) == "0010");
+}
+
+TEST_CASE("handle cache evicts least recently used and reports owned evictions") {
+    HandleCache cache(2);
+    CHECK(cache.put("a", 1, true, 1).empty());
+    CHECK(cache.put("b", 2, false, 1).empty());
+    CHECK(cache.get("a", 1) == 1u);  // a is now most recent
+    auto evicted = cache.put("c", 3, true, 1);
+    CHECK(evicted.empty());  // b was evicted, but it is not owned
+    CHECK_FALSE(cache.get("b", 1));
+    evicted = cache.put("d", 4, true, 1);
+    REQUIRE(evicted.size() == 1);
+    CHECK(evicted[0] == 1u);  // a
+    CHECK_FALSE(cache.get("c", 2));  // stale generation (after fork) reads as absent
+    CHECK(cache.size() == 1);
+}

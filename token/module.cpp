@@ -1,0 +1,66 @@
+#include "token/module.hpp"
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "token/error.hpp"
+
+namespace kw::token {
+
+Module::Module(const std::string& path) : path_(path) {
+    // RTLD_LOCAL keeps the module's symbols (and the OpenSSL it links) from
+    // interposing ours.
+    dl_ = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (dl_ == nullptr) {
+        const char* why = dlerror();
+        throw TokenError(TokenErrorKind::module_load,
+                         "cannot load PKCS#11 module " + path + ": " + (why ? why : "unknown error"));
+    }
+    auto get_list = reinterpret_cast<CK_C_GetFunctionList>(dlsym(dl_, "C_GetFunctionList"));
+    if (get_list == nullptr) {
+        dlclose(dl_);
+        throw TokenError(TokenErrorKind::module_load, path + " has no C_GetFunctionList: not a PKCS#11 module");
+    }
+    CK_RV rv = get_list(&fn_);
+    if (rv != CKR_OK) {
+        dlclose(dl_);
+        throw Pkcs11Error("C_GetFunctionList", rv);
+    }
+    try {
+        initialize();
+    } catch (...) {
+        dlclose(dl_);
+        throw;
+    }
+}
+
+void Module::initialize() {
+    CK_C_INITIALIZE_ARGS args{};
+    args.flags = CKF_OS_LOCKING_OK;
+    CK_RV rv = fn_->C_Initialize(&args);
+    if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) throw Pkcs11Error("C_Initialize", rv);
+    pid_ = getpid();
+}
+
+Module::~Module() {
+    // Only the initialising process finalises: a forked child that never
+    // re-initialised must not tear down state it does not own.
+    if (fn_ != nullptr && !forked()) fn_->C_Finalize(nullptr);
+    if (dl_ != nullptr) dlclose(dl_);
+}
+
+bool Module::forked() const noexcept { return pid_ != getpid(); }
+
+void Module::reinitialize() { initialize(); }
+
+std::string default_module_path() {
+    for (const char* p : {"/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+                          "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so", "/usr/local/lib/softhsm/libsofthsm2.so"}) {
+        if (std::filesystem::exists(p)) return p;
+    }
+    return {};
+}
+
+}  // namespace kw::token

@@ -1,0 +1,44 @@
+#pragma once
+// What a keytool command needs, opened on demand: configuration, then the
+// token (logged in), the store, root keys and the key service. Owned here and
+// torn down in reverse order, so sessions close before the module finalises.
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/clock.hpp"
+#include "core/config.hpp"
+#include "core/key_service.hpp"
+#include "core/root_keys.hpp"
+#include "core/store/store.hpp"
+#include "token/token.hpp"
+
+namespace kw::keytool {
+
+class Context {
+public:
+    explicit Context(std::optional<std::string> config_path);
+    ~Context();
+
+    [[nodiscard]] const core::Config& config() const { return config_; }
+    [[nodiscard]] const std::optional<std::string>& config_path() const { return config_path_; }
+    /// Loads the module and finds the token (no login).
+    token::Token& token();
+    /// token() plus C_Login with the configured PIN source.
+    token::Token& logged_in_token();
+    core::Store& store();
+    const core::RootKeys& roots();
+    core::KeyService& keys();
+    const core::Clock& clock() const { return clock_; }
+
+private:
+    std::optional<std::string> config_path_;
+    core::Config config_;
+    core::SystemClock clock_;
+    std::unique_ptr<token::Token> token_;
+    std::unique_ptr<core::Store> store_;
+    std::optional<core::RootKeys> roots_;
+    std::unique_ptr<core::KeyService> keys_;
+};
+
+}  // namespace kw::keytool
