@@ -8,6 +8,13 @@
 # KEYWARDEN_PIN (and KEYWARDEN_PIN_FILE), KEYWARDEN_SO_PIN and KW_TEST_DIR (a
 # scratch directory for stores and files).
 set -euo pipefail
+# meson passes built programs relative to the build dir: make every argument
+# that names an existing file absolute before we change directory.
+args=()
+for a in "$@"; do
+  if [[ "$a" == */* && -e "$a" ]]; then args+=("$(cd "$(dirname "$a")" && pwd)/$(basename "$a")"); else args+=("$a"); fi
+done
+set -- "${args[@]}"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 KW_TEST_DIR=$(mktemp -d "${TMPDIR:-/tmp}/kwtest.XXXXXX")
 trap 'rm -rf "$KW_TEST_DIR"' EXIT
