@@ -15,6 +15,7 @@ enum class ErrorKind {
     store_failure,     // I/O, corruption, migration failure
     not_initialized,   // root keys missing: run `hsm-keytool init`
     config,            // bad configuration file
+    audit_failure,     // the audit event could not be written: the operation is refused
 };
 
 class Error : public std::runtime_error {

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "core/crypto/public_key.hpp"
+#include "core/lifecycle.hpp"
 #include "core/encoding.hpp"
 #include "core/error.hpp"
 #include "token/attributes.hpp"
@@ -76,9 +77,31 @@ void validate(GenerateRequest& r) {
 
 }  // namespace
 
-KeyService::KeyService(token::Token& token, Store& store, const RootKeys& roots, const Clock& clock,
-                       std::size_t handle_cache_capacity)
-    : token_(token), store_(store), roots_(roots), clock_(clock), cache_(handle_cache_capacity) {}
+std::string_view to_string(LifecycleOp op) {
+    switch (op) {
+        case LifecycleOp::suspend: return "suspend";
+        case LifecycleOp::resume: return "resume";
+        case LifecycleOp::deactivate: return "deactivate";
+        case LifecycleOp::compromise: return "compromise";
+        case LifecycleOp::destroy: return "destroy";
+    }
+    return "unknown";
+}
+
+KeyService::KeyService(token::Token& token, Store& store, const RootKeys& roots, const Clock& clock, audit::Log& audit,
+                       std::string actor, std::size_t handle_cache_capacity)
+    : token_(token),
+      store_(store),
+      roots_(roots),
+      clock_(clock),
+      audit_(audit),
+      actor_(std::move(actor)),
+      cache_(handle_cache_capacity) {}
+
+void KeyService::audit(audit::EventType type, const std::string& key, const std::string& kid, const std::string& op,
+                       const std::string& outcome, nlohmann::json details) {
+    audit_.record(audit::Record{type, actor_, key, kid, op, outcome, std::move(details)});
+}
 
 std::vector<std::uint8_t> KeyService::random(std::size_t n) {
     std::vector<std::uint8_t> out(n);
@@ -165,6 +188,15 @@ ManagedKey KeyService::generate(const GenerateRequest& request) {
     v.primary = true;
     key.versions.push_back(std::move(v));
     store_.create_key(key);
+    const auto& v1 = key.versions.front();
+    audit(audit::EventType::key_created, key.name, v1.kid, "generate", "ok",
+          {{"type", to_string(key.type)}, {"residency", to_string(v1.residency)}, {"scopes", key.scopes}});
+    return key;
+}
+
+ManagedKey KeyService::describe(std::string_view name) {
+    ManagedKey key = get(name);
+    audit(audit::EventType::key_retrieved, key.name, "", "describe", "ok");
     return key;
 }
 
@@ -174,12 +206,17 @@ ManagedKey KeyService::get(std::string_view name) {
     return std::move(*key);
 }
 
-std::vector<ManagedKey> KeyService::list() { return store_.list_keys(); }
+std::vector<ManagedKey> KeyService::list() {
+    auto keys = store_.list_keys();
+    audit(audit::EventType::key_retrieved, "", "", "list", "ok", {{"count", keys.size()}});
+    return keys;
+}
 
 std::string KeyService::public_key_pem(std::string_view name, std::optional<std::string_view> kid) {
     ManagedKey key = get(name);
     const KeyVersion* v = kid ? key.version_by_kid(*kid) : key.primary();
     if (v == nullptr) throw Error(ErrorKind::not_found, "key '" + key.name + "' has no such version");
+    audit(audit::EventType::key_retrieved, key.name, v->kid, "public_key", "ok");
     if (v->public_key.empty()) {
         throw Error(ErrorKind::invalid_argument, "key '" + key.name + "' is " + std::string(to_string(key.type)) +
                                                      " (symmetric): it has no public key");
@@ -234,22 +271,37 @@ CK_OBJECT_HANDLE KeyService::working_handle(const token::Session& s, const Manag
 SignResult KeyService::sign(std::string_view name, std::span<const std::uint8_t> data, const SignOptions& options) {
     ManagedKey key = get(name);
     const UnixTime now = clock_.now();
-    if (key.revoked_at) throw Error(ErrorKind::not_permitted, "key '" + key.name + "' is revoked");
-    if (key.expired(now)) throw Error(ErrorKind::not_permitted, "key '" + key.name + "' expired at " + format_time(*key.expires_at));
     const KeyVersion* v = key.primary();
-    if (v == nullptr) throw Error(ErrorKind::not_permitted, "key '" + key.name + "' has no primary version");
-    if (!can_sign(v->state)) {
-        throw Error(ErrorKind::not_permitted,
-                    "key '" + key.name + "' version " + v->kid + " is " + std::string(to_string(v->state)) + ": it cannot sign");
+    std::string refusal;
+    if (key.revoked_at) {
+        refusal = "key '" + key.name + "' is revoked";
+    } else if (key.expired(now)) {
+        refusal = "key '" + key.name + "' expired at " + format_time(*key.expires_at);
+    } else if (v == nullptr) {
+        refusal = "key '" + key.name + "' has no primary version";
+    } else if (!can_sign(v->state)) {
+        refusal = "key '" + key.name + "' version " + v->kid + " is " + std::string(to_string(v->state)) + ": it cannot sign";
+    }
+    if (!refusal.empty()) {
+        audit(audit::EventType::key_used, key.name, v ? v->kid : "", "sign", "denied", {{"reason", refusal}});
+        throw Error(ErrorKind::not_permitted, refusal);
     }
     SignResult result;
     result.mechanism = mechanism_for(key, options);
     result.kid = v->kid;
     result.version = v->version;
+    // Fail closed: the event is durable before the token signs anything.
+    audit(audit::EventType::key_used, key.name, v->kid, "sign", "ok",
+          {{"mechanism", token::to_string(result.mechanism)}, {"bytes", data.size()}});
     auto lease = token_.session();
     const auto& s = lease.session();
-    CK_OBJECT_HANDLE h = working_handle(s, key, *v);
-    result.signature = token::sign(s, h, result.mechanism, data);
+    try {
+        CK_OBJECT_HANDLE h = working_handle(s, key, *v);
+        result.signature = token::sign(s, h, result.mechanism, data);
+    } catch (const std::exception& e) {
+        audit(audit::EventType::key_used, key.name, v->kid, "sign", "error", {{"error", e.what()}});
+        throw;
+    }
     if ((result.mechanism == token::SignMechanism::ecdsa_sha256 || result.mechanism == token::SignMechanism::ecdsa_sha384) &&
         options.format == SignatureFormat::der) {
         result.signature = ecdsa_raw_to_der(result.signature);
@@ -273,21 +325,106 @@ VerifyResult KeyService::verify(std::string_view name, std::span<const std::uint
         } else {
             ok = verify_with_public_key(v.public_key, mech, data, signature);
         }
-        if (ok) return {true, v.kid};
+        if (ok) {
+            audit(audit::EventType::key_used, key.name, v.kid, "verify", "valid");
+            return {true, v.kid};
+        }
     }
+    audit(audit::EventType::verify_failed, key.name, kid ? std::string(*kid) : "", "verify", "invalid");
     return {false, {}};
 }
 
-void KeyService::revoke(std::string_view name) {
+void KeyService::revoke(std::string_view name, const std::string& reason) {
     ManagedKey key = get(name);
     if (key.revoked_at) throw Error(ErrorKind::not_permitted, "key '" + key.name + "' is already revoked");
+    audit(audit::EventType::key_revoked, key.name, "", "revoke", "ok", {{"reason", reason}});
     const UnixTime now = clock_.now();
+    std::vector<StateChange> done;
     for (const auto& v : key.versions) {
         if (v.state == VersionState::active || v.state == VersionState::pre_active || v.state == VersionState::suspended) {
-            store_.set_version_state(v.kid, VersionState::deactivated, now);
+            transition(key, v, VersionState::deactivated, reason.empty() ? "revoked" : reason, done);
         }
     }
     store_.set_revoked(key.id, now);
+}
+
+void KeyService::transition(const ManagedKey& key, const KeyVersion& v, VersionState to, const std::string& reason,
+                            std::vector<StateChange>& done) {
+    if (!transition_allowed(v.state, to)) throw Error(ErrorKind::not_permitted, transition_refusal(v.state, to));
+    StateChange change{v.kid, v.state, to, clock_.now(), actor_, reason};
+    // Audit first: if the event cannot be written, nothing changes.
+    audit(audit::EventType::state_changed, key.name, v.kid, "transition", "ok",
+          {{"from", to_string(v.state)}, {"to", to_string(to)}, {"reason", reason}});
+    store_.transition(change);
+    done.push_back(change);
+}
+
+void KeyService::destroy_material(const ManagedKey& key, const KeyVersion& v) {
+    auto lease = token_.session();
+    const auto& s = lease.session();
+    if (auto owned = cache_.erase(v.kid)) s.fn()->C_DestroyObject(s.handle(), *owned);
+    if (v.residency == Residency::token) {
+        // Private/secret and public objects share CKA_ID = kid.
+        token::Template t;
+        t.add_bytes(CKA_ID, std::vector<std::uint8_t>(v.kid.begin(), v.kid.end())).add_string(CKA_LABEL, key.name);
+        for (CK_OBJECT_HANDLE h : token::find_objects(s, t.span(), 8)) token::destroy_object(s, h);
+    }
+    store_.clear_key_material(v.kid);
+}
+
+std::vector<StateChange> KeyService::apply(std::string_view name, LifecycleOp op, const std::string& reason, bool force) {
+    ManagedKey key = get(name);
+    std::vector<StateChange> done;
+    std::string refusal;
+    for (const auto& v : key.versions) {
+        const VersionState s = v.state;
+        switch (op) {
+            case LifecycleOp::suspend:
+                if (s == VersionState::active) transition(key, v, VersionState::suspended, reason, done);
+                break;
+            case LifecycleOp::resume:
+                if (s == VersionState::suspended) transition(key, v, VersionState::active, reason, done);
+                break;
+            case LifecycleOp::deactivate:
+                if (s == VersionState::active || s == VersionState::suspended || s == VersionState::pre_active) {
+                    transition(key, v, VersionState::deactivated, reason, done);
+                }
+                break;
+            case LifecycleOp::compromise:
+                if (s != VersionState::compromised && s != VersionState::destroyed) {
+                    transition(key, v, VersionState::compromised, reason, done);
+                }
+                break;
+            case LifecycleOp::destroy: {
+                if (s == VersionState::destroyed) break;
+                KeyVersion current = v;
+                if (s == VersionState::active || s == VersionState::suspended) {
+                    if (!force) {
+                        refusal = "version " + v.kid + " is " + std::string(to_string(s)) +
+                                  ": deactivate it first or use --force";
+                        break;
+                    }
+                    transition(key, current, VersionState::deactivated, reason.empty() ? "forced destroy" : reason, done);
+                    current.state = VersionState::deactivated;
+                }
+                transition(key, current, VersionState::destroyed, reason, done);
+                destroy_material(key, current);
+                break;
+            }
+        }
+    }
+    if (!refusal.empty()) throw Error(ErrorKind::not_permitted, refusal + (done.empty() ? "" : " (other versions were changed)"));
+    if (done.empty()) {
+        throw Error(ErrorKind::not_permitted, "no version of '" + key.name + "' can " + std::string(to_string(op)) +
+                                                  " (states: " + [&] {
+                                                      std::string st;
+                                                      for (const auto& v : key.versions) {
+                                                          st += (st.empty() ? "" : ", ") + std::string(to_string(v.state));
+                                                      }
+                                                      return st;
+                                                  }() + ")");
+    }
+    return done;
 }
 
 }  // namespace kw::core

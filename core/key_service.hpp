@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/audit/log.hpp"
 #include "core/clock.hpp"
 #include "core/handle_cache.hpp"
 #include "core/key.hpp"
@@ -52,6 +53,16 @@ struct SignResult {
     token::SignMechanism mechanism = token::SignMechanism::hmac_sha256;
 };
 
+/// Key-level lifecycle operations (applied to the key's versions).
+enum class LifecycleOp {
+    suspend,     // active -> suspended (reversible; verify only)
+    resume,      // suspended -> active
+    deactivate,  // active/suspended/pre_active -> deactivated (verify only)
+    compromise,  // anything not destroyed -> compromised (nothing, ever)
+    destroy,     // deactivated/compromised -> destroyed: key material gone, record kept
+};
+[[nodiscard]] std::string_view to_string(LifecycleOp op);
+
 struct VerifyResult {
     bool valid = false;
     std::string kid;  // the version that verified, if any
@@ -59,14 +70,19 @@ struct VerifyResult {
 
 class KeyService {
 public:
-    KeyService(token::Token& token, Store& store, const RootKeys& roots, const Clock& clock,
-               std::size_t handle_cache_capacity = 16384);
+    /// `actor` names who acts in audit events ("cli:alice"). Every operation
+    /// is audited through `audit`; if the event cannot be written the
+    /// operation fails (fail closed).
+    KeyService(token::Token& token, Store& store, const RootKeys& roots, const Clock& clock, audit::Log& audit,
+               std::string actor, std::size_t handle_cache_capacity = 16384);
 
     /// Generates version 1 in the token and records the key. Throws
     /// Error(already_exists / invalid_argument) or token errors.
     ManagedKey generate(const GenerateRequest& request);
 
-    [[nodiscard]] ManagedKey get(std::string_view name);  // throws Error(not_found)
+    [[nodiscard]] ManagedKey get(std::string_view name);  // throws Error(not_found); not audited (internal)
+    /// get() for an outside reader: audited as key_retrieved.
+    [[nodiscard]] ManagedKey describe(std::string_view name);
     [[nodiscard]] std::vector<ManagedKey> list();
 
     /// PEM SubjectPublicKeyInfo of the primary (or the given) version.
@@ -81,7 +97,21 @@ public:
                         const SignOptions& options = {}, std::optional<std::string_view> kid = {});
 
     /// Revokes the key: no version signs again; versions become deactivated (verify only).
-    void revoke(std::string_view name);
+    void revoke(std::string_view name, const std::string& reason = "");
+
+    /// Applies a lifecycle operation to every version it applies to. destroy
+    /// refuses versions that are not yet deactivated or compromised unless
+    /// `force` (then they are deactivated first, both steps recorded).
+    /// Returns the versions changed. Throws Error(not_permitted) when no
+    /// version can make the transition.
+    std::vector<StateChange> apply(std::string_view name, LifecycleOp op, const std::string& reason = "", bool force = false);
+
+    /// Writes an audit event (used by the services built on this one).
+    void audit(audit::EventType type, const std::string& key, const std::string& kid, const std::string& op,
+               const std::string& outcome, nlohmann::json details = nlohmann::json::object());
+    [[nodiscard]] audit::Log& audit_log() noexcept { return audit_; }
+    [[nodiscard]] const RootKeys& roots() const noexcept { return roots_; }
+    [[nodiscard]] const std::string& actor() const noexcept { return actor_; }
 
     /// The mechanism a key signs with.
     [[nodiscard]] static token::SignMechanism mechanism_for(const ManagedKey& key, const SignOptions& options);
@@ -102,11 +132,16 @@ public:
 
 private:
     CK_OBJECT_HANDLE working_handle(const token::Session& s, const ManagedKey& key, const KeyVersion& v);
+    void transition(const ManagedKey& key, const KeyVersion& v, VersionState to, const std::string& reason,
+                    std::vector<StateChange>& done);
+    void destroy_material(const ManagedKey& key, const KeyVersion& v);
 
     token::Token& token_;
     Store& store_;
     RootKeys roots_;
     const Clock& clock_;
+    audit::Log& audit_;
+    std::string actor_;
     HandleCache cache_;
 };
 

@@ -38,6 +38,7 @@ void Token::login(SecretString pin) {
 
 SessionPool::Lease Token::session() {
     if (module_->forked()) recover_after_fork();
+    leases_.fetch_add(1, std::memory_order_relaxed);
     return pool_->lease();
 }
 

@@ -45,6 +45,10 @@ public:
     /// of object handles compare it and drop stale entries.
     [[nodiscard]] std::uint64_t generation() const noexcept { return generation_.load(); }
 
+    /// How many sessions have been leased: every token operation takes one,
+    /// so tests use it to prove a code path made no HSM call.
+    [[nodiscard]] std::uint64_t session_leases() const noexcept { return leases_.load(); }
+
     [[nodiscard]] const TokenInfo& info() const noexcept { return info_; }
     [[nodiscard]] const Module& module() const noexcept { return *module_; }
 
@@ -57,6 +61,7 @@ private:
     SecretString pin_;
     bool logged_in_ = false;
     std::atomic<std::uint64_t> generation_{1};
+    std::atomic<std::uint64_t> leases_{0};
     std::mutex fork_mutex_;
 };
 

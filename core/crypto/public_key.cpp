@@ -120,6 +120,18 @@ std::string spki_to_pem(std::span<const std::uint8_t> spki) {
     return std::string(data, static_cast<std::size_t>(len));
 }
 
+std::vector<std::uint8_t> pem_to_spki(std::string_view pem) {
+    ERR_clear_error();
+    ossl::Bio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+    ossl::Pkey key(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
+    if (!key) fail("not a PEM public key");
+    int len = i2d_PUBKEY(key.get(), nullptr);
+    std::vector<std::uint8_t> der(static_cast<std::size_t>(len));
+    unsigned char* p = der.data();
+    i2d_PUBKEY(key.get(), &p);
+    return der;
+}
+
 std::vector<std::uint8_t> ecdsa_raw_to_der(std::span<const std::uint8_t> raw) {
     if (raw.empty() || raw.size() % 2 != 0) throw Error(ErrorKind::invalid_argument, "ECDSA signature has odd length");
     std::size_t half = raw.size() / 2;

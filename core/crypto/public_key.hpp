@@ -18,6 +18,8 @@ namespace kw::core {
 
 [[nodiscard]] std::vector<std::uint8_t> spki_from_attributes(const token::PublicKeyAttributes& attrs);
 [[nodiscard]] std::string spki_to_pem(std::span<const std::uint8_t> spki);
+/// PEM "PUBLIC KEY" text -> SubjectPublicKeyInfo DER; throws Error(invalid_argument).
+[[nodiscard]] std::vector<std::uint8_t> pem_to_spki(std::string_view pem);
 
 /// Checks `signature` over `data` with the public key. ECDSA signatures may be
 /// raw r||s or DER. Returns false for a bad signature; throws for a bad key.

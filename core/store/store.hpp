@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +26,27 @@ struct StoreStats {
     std::map<std::string, int> versions_by_state;
 };
 
+/// One API or provisioning token: the version row of its key plus this.
+struct TokenRecord {
+    std::string kid;
+    std::vector<std::uint8_t> digest;  // HMAC-SHA256(token pepper v<pepper_version>, token)
+    int pepper_version = 1;
+    std::string prefix;
+    std::string display;  // "kw_live_AbC123..."
+    std::optional<std::int64_t> max_uses;
+    std::int64_t uses = 0;
+    std::optional<UnixTime> last_used_at;
+};
+
+struct StateChange {
+    std::string kid;
+    VersionState from = VersionState::active;
+    VersionState to = VersionState::active;
+    UnixTime at = 0;
+    std::string actor;
+    std::string reason;
+};
+
 class Store {
 public:
     virtual ~Store() = default;
@@ -39,6 +61,29 @@ public:
     /// Makes `kid` the key's only primary version.
     virtual void set_primary(std::string_view key_id, std::string_view kid) = 0;
     virtual void set_revoked(std::string_view key_id, UnixTime at) = 0;
+
+    /// Moves `kid` from `from` to `to` and records the change, atomically.
+    /// Throws Error(not_permitted) if the version is no longer in `from`
+    /// (someone else changed it first).
+    virtual void transition(const StateChange& change) = 0;
+    [[nodiscard]] virtual std::vector<StateChange> state_history(std::string_view key_id) = 0;
+    /// Forgets a version's wrapped key material (destroyed state).
+    virtual void clear_key_material(std::string_view kid) = 0;
+
+    /// Creates an api_token/provisioning key and its first token together.
+    virtual void create_token_key(const ManagedKey& key, const TokenRecord& token) = 0;
+    /// Adds another token (a new version) to an existing token key.
+    virtual void add_token_version(std::string_view key_id, const KeyVersion& version, const TokenRecord& token) = 0;
+    struct TokenMatch {
+        ManagedKey key;
+        TokenRecord token;
+    };
+    [[nodiscard]] virtual std::optional<TokenMatch> find_token(std::span<const std::uint8_t> digest) = 0;
+    [[nodiscard]] virtual std::optional<TokenRecord> token_record(std::string_view kid) = 0;
+    /// Counts one use unless max_uses is reached; false means exhausted. Atomic.
+    [[nodiscard]] virtual bool consume_token_use(std::string_view kid, UnixTime at) = 0;
+    /// Re-digests a token under a newer pepper.
+    virtual void update_token_digest(std::string_view kid, std::span<const std::uint8_t> digest, int pepper_version) = 0;
 
     [[nodiscard]] virtual std::optional<std::string> get_meta(std::string_view name) = 0;
     virtual void set_meta(std::string_view name, std::string_view value) = 0;

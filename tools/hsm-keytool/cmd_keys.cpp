@@ -161,7 +161,7 @@ int cmd_show(Context& ctx, const Args& args) {
     po::positional_options_description pos;
     pos.add("name", 1);
     auto vm = parse(args, desc, pos);
-    core::ManagedKey key = ctx.keys().get(vm["name"].as<std::string>());
+    core::ManagedKey key = ctx.keys().describe(vm["name"].as<std::string>());
     if (vm.count("json")) {
         auto j = key_json(key);
         j["status"] = key_status(key, ctx.clock().now());

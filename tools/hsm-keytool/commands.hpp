@@ -20,5 +20,12 @@ int cmd_public_key(Context& ctx, const Args& args);
 int cmd_revoke(Context& ctx, const Args& args);
 int cmd_sign(Context& ctx, const Args& args);
 int cmd_verify(Context& ctx, const Args& args);
+int cmd_token(Context& ctx, const Args& args);
+int cmd_suspend(Context& ctx, const Args& args);
+int cmd_resume(Context& ctx, const Args& args);
+int cmd_deactivate(Context& ctx, const Args& args);
+int cmd_compromise(Context& ctx, const Args& args);
+int cmd_destroy(Context& ctx, const Args& args);
+int cmd_audit(Context& ctx, const Args& args);
 
 }  // namespace kw::keytool

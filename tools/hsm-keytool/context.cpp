@@ -1,5 +1,9 @@
 #include "tools/hsm-keytool/context.hpp"
 
+#include <pwd.h>
+#include <unistd.h>
+
+#include "core/error.hpp"
 #include "token/pin.hpp"
 
 namespace kw::keytool {
@@ -9,6 +13,9 @@ Context::Context(std::optional<std::string> config_path)
 
 Context::~Context() {
     keys_.reset();
+    audit_log_.reset();  // drains pending events
+    audit_keys_.reset();
+    audit_sink_.reset();
     store_.reset();
     token_.reset();
 }
@@ -48,10 +55,43 @@ const core::RootKeys& Context::roots() {
     return *roots_;
 }
 
+std::string Context::actor() {
+    const passwd* pw = getpwuid(geteuid());
+    return std::string("cli:") + (pw != nullptr ? pw->pw_name : std::to_string(geteuid()));
+}
+
+core::audit::SqliteSink& Context::audit_sink() {
+    if (!audit_sink_) {
+        (void)store();  // runs migrations first
+        if (config_.store_url.rfind("postgres", 0) == 0) {
+            throw core::Error(core::ErrorKind::config, "audit log on PostgreSQL is not built yet");
+        }
+        audit_sink_ = std::make_unique<core::audit::SqliteSink>(
+            core::audit::sqlite_path_from_url(config_.store_url),
+            config_.durability == "power" ? core::audit::Durability::power : core::audit::Durability::process,
+            config_.busy_timeout_ms);
+    }
+    return *audit_sink_;
+}
+
+core::audit::Log& Context::audit() {
+    if (!audit_log_) {
+        auto& sink = audit_sink();
+        audit_keys_ = std::make_unique<core::audit::Keys>(logged_in_token(), roots());
+        core::audit::LogOptions o;
+        o.checkpoint_every = static_cast<std::uint64_t>(config_.checkpoint_every);
+        o.checkpoint_seconds = config_.checkpoint_seconds;
+        audit_log_ = std::make_unique<core::audit::Log>(sink, *audit_keys_, clock_, o);
+    }
+    return *audit_log_;
+}
+
 core::KeyService& Context::keys() {
     if (!keys_) {
         const auto& r = roots();
-        keys_ = std::make_unique<core::KeyService>(logged_in_token(), store(), r, clock_, config_.handle_cache_size);
+        keys_ = std::make_unique<core::KeyService>(logged_in_token(), store(), r, clock_, audit(), actor(),
+                                                   config_.handle_cache_size);
+        keys_->audit(core::audit::EventType::admin_login, "", "", "login", "ok", {{"tool", "hsm-keytool"}});
     }
     return *keys_;
 }

@@ -6,6 +6,9 @@
 #include <optional>
 #include <string>
 
+#include "core/audit/keys.hpp"
+#include "core/audit/log.hpp"
+#include "core/audit/sqlite_sink.hpp"
 #include "core/clock.hpp"
 #include "core/config.hpp"
 #include "core/key_service.hpp"
@@ -29,6 +32,11 @@ public:
     core::Store& store();
     const core::RootKeys& roots();
     core::KeyService& keys();
+    /// The audit log (opens token, store and the audit keys).
+    core::audit::Log& audit();
+    core::audit::SqliteSink& audit_sink();
+    /// "cli:<user>", the actor named in audit events.
+    [[nodiscard]] static std::string actor();
     const core::Clock& clock() const { return clock_; }
 
 private:
@@ -38,6 +46,9 @@ private:
     std::unique_ptr<token::Token> token_;
     std::unique_ptr<core::Store> store_;
     std::optional<core::RootKeys> roots_;
+    std::unique_ptr<core::audit::SqliteSink> audit_sink_;
+    std::unique_ptr<core::audit::Keys> audit_keys_;
+    std::unique_ptr<core::audit::Log> audit_log_;
     std::unique_ptr<core::KeyService> keys_;
 };
 

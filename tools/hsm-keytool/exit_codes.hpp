@@ -16,6 +16,8 @@ enum ExitCode : int {
     kConfig = 10,         // configuration file or store URL is wrong
     kStoreFailure = 11,   // store I/O or schema problem
     kExists = 12,         // name already taken
+    kAuditFailure = 13,   // the audit event could not be written: nothing was done
+    kTampered = 14,       // audit verify found the log altered
 };
 
 /// Runs `body`, turning every exception into a message on stderr and its exit code.

@@ -38,6 +38,13 @@ const std::map<std::string, Entry>& commands() {
         {"sign", {cmd_sign, "sign stdin or --in FILE with a key"}},
         {"verify", {cmd_verify, "verify a signature: --signature FILE"}},
         {"revoke", {cmd_revoke, "revoke a key: it never signs again"}},
+        {"token", {cmd_token, "API and provisioning tokens: issue, verify, list, revoke"}},
+        {"suspend", {cmd_suspend, "suspend a key (verify only, reversible)"}},
+        {"resume", {cmd_resume, "resume a suspended key"}},
+        {"deactivate", {cmd_deactivate, "deactivate a key (verify only)"}},
+        {"compromise", {cmd_compromise, "mark a key compromised (nothing, ever)"}},
+        {"destroy", {cmd_destroy, "erase a key's material; the record stays (--yes, --force)"}},
+        {"audit", {cmd_audit, "audit log: verify, export, tail, query"}},
     };
     return table;
 }
@@ -79,6 +86,7 @@ int code_for(const kw::core::Error& e) {
         case K::store_failure: return kw::keytool::kStoreFailure;
         case K::not_initialized: return kw::keytool::kNotInitialized;
         case K::config: return kw::keytool::kConfig;
+        case K::audit_failure: return kw::keytool::kAuditFailure;
     }
     return kw::keytool::kFailed;
 }

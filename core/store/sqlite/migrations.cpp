@@ -51,6 +51,53 @@ CREATE TABLE meta (
     value  TEXT NOT NULL
 );
 )sql"},
+    Migration{2, R"sql(
+-- API tokens and provisioning tokens: one row per token (= key version).
+-- Only the HMAC digest under a token pepper is kept, never the token.
+CREATE TABLE api_tokens (
+    kid             TEXT PRIMARY KEY REFERENCES key_versions(kid),
+    digest          BLOB NOT NULL UNIQUE,
+    pepper_version  INTEGER NOT NULL,
+    prefix          TEXT NOT NULL,
+    display         TEXT NOT NULL,
+    max_uses        INTEGER,
+    uses            INTEGER NOT NULL DEFAULT 0,
+    last_used_at    INTEGER
+);
+-- Every lifecycle transition, with its time and who made it.
+CREATE TABLE state_changes (
+    id          INTEGER PRIMARY KEY,
+    kid         TEXT NOT NULL,
+    from_state  TEXT NOT NULL,
+    to_state    TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    reason      TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX state_changes_kid ON state_changes(kid);
+CREATE TABLE audit_events (
+    seq        INTEGER PRIMARY KEY,
+    time       INTEGER NOT NULL,
+    type       TEXT NOT NULL,
+    actor      TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    kid        TEXT NOT NULL,
+    op         TEXT NOT NULL,
+    outcome    TEXT NOT NULL,
+    details    TEXT NOT NULL,
+    prev_hash  TEXT NOT NULL,
+    hash       TEXT NOT NULL,
+    mac        TEXT NOT NULL
+);
+CREATE INDEX audit_events_key ON audit_events(key, seq);
+CREATE INDEX audit_events_time ON audit_events(time);
+CREATE TABLE audit_checkpoints (
+    seq        INTEGER PRIMARY KEY,
+    head_hash  TEXT NOT NULL,
+    time       INTEGER NOT NULL,
+    signature  TEXT NOT NULL
+);
+)sql"},
 };
 
 int current_version(Database& db) {

@@ -41,9 +41,7 @@ void SqliteStore::insert_version(std::string_view key_id, const KeyVersion& v) {
     s.run();
 }
 
-void SqliteStore::create_key(const ManagedKey& key) {
-    std::lock_guard lock(mutex_);
-    Transaction tx(db_);
+void SqliteStore::insert_key_row(const ManagedKey& key) {
     {
         Statement exists(db_, "SELECT 1 FROM keys WHERE name = ?1");
         exists.bind(1, key.name);
@@ -77,7 +75,132 @@ void SqliteStore::create_key(const ManagedKey& key) {
         .bind(13, key.revoked_at);
     s.run();
     for (const auto& v : key.versions) insert_version(key.id, v);
+}
+
+void SqliteStore::create_key(const ManagedKey& key) {
+    std::lock_guard lock(mutex_);
+    Transaction tx(db_);
+    insert_key_row(key);
     tx.commit();
+}
+
+void SqliteStore::insert_token(const TokenRecord& t) {
+    Statement s(db_,
+                "INSERT INTO api_tokens(kid, digest, pepper_version, prefix, display, max_uses, uses, last_used_at) "
+                "VALUES (?1,?2,?3,?4,?5,?6,?7,?8)");
+    s.bind(1, t.kid)
+        .bind(2, std::span<const std::uint8_t>(t.digest))
+        .bind(3, static_cast<std::int64_t>(t.pepper_version))
+        .bind(4, t.prefix)
+        .bind(5, t.display)
+        .bind(6, t.max_uses)
+        .bind(7, t.uses)
+        .bind(8, t.last_used_at);
+    s.run();
+}
+
+void SqliteStore::create_token_key(const ManagedKey& key, const TokenRecord& token) {
+    std::lock_guard lock(mutex_);
+    Transaction tx(db_);
+    insert_key_row(key);
+    insert_token(token);
+    tx.commit();
+}
+
+void SqliteStore::add_token_version(std::string_view key_id, const KeyVersion& version, const TokenRecord& token) {
+    std::lock_guard lock(mutex_);
+    Transaction tx(db_);
+    insert_version(key_id, version);
+    insert_token(token);
+    tx.commit();
+}
+
+namespace {
+constexpr const char* kTokenColumns =
+    "SELECT kid, digest, pepper_version, prefix, display, max_uses, uses, last_used_at FROM api_tokens";
+TokenRecord read_token(const Statement& s) {
+    TokenRecord t;
+    t.kid = s.text(0);
+    t.digest = s.blob(1);
+    t.pepper_version = static_cast<int>(s.integer(2));
+    t.prefix = s.text(3);
+    t.display = s.text(4);
+    t.max_uses = s.maybe_integer(5);
+    t.uses = s.integer(6);
+    t.last_used_at = s.maybe_integer(7);
+    return t;
+}
+}  // namespace
+
+std::optional<Store::TokenMatch> SqliteStore::find_token(std::span<const std::uint8_t> digest) {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, (std::string(kTokenColumns) + " WHERE digest = ?1").c_str());
+    s.bind(1, digest);
+    if (!s.step()) return std::nullopt;
+    TokenRecord t = read_token(s);
+    Statement k(db_, (std::string(kKeyColumns) + " WHERE id = (SELECT key_id FROM key_versions WHERE kid = ?1)").c_str());
+    k.bind(1, t.kid);
+    if (!k.step()) return std::nullopt;
+    ManagedKey key = read_key(k);
+    load_versions(key);
+    return TokenMatch{std::move(key), std::move(t)};
+}
+
+std::optional<TokenRecord> SqliteStore::token_record(std::string_view kid) {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, (std::string(kTokenColumns) + " WHERE kid = ?1").c_str());
+    s.bind(1, kid);
+    if (!s.step()) return std::nullopt;
+    return read_token(s);
+}
+
+bool SqliteStore::consume_token_use(std::string_view kid, UnixTime at) {
+    std::lock_guard lock(mutex_);
+    Statement s(db_,
+                "UPDATE api_tokens SET uses = uses + 1, last_used_at = ?2 "
+                "WHERE kid = ?1 AND (max_uses IS NULL OR uses < max_uses)");
+    s.bind(1, kid).bind(2, at).run();
+    return sqlite3_changes(db_.get()) == 1;
+}
+
+void SqliteStore::update_token_digest(std::string_view kid, std::span<const std::uint8_t> digest, int pepper_version) {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, "UPDATE api_tokens SET digest = ?2, pepper_version = ?3 WHERE kid = ?1");
+    s.bind(1, kid).bind(2, digest).bind(3, static_cast<std::int64_t>(pepper_version)).run();
+}
+
+void SqliteStore::transition(const StateChange& c) {
+    std::lock_guard lock(mutex_);
+    Transaction tx(db_);
+    Statement s(db_, "UPDATE key_versions SET state = ?1, state_changed_at = ?2 WHERE kid = ?3 AND state = ?4");
+    s.bind(1, to_string(c.to)).bind(2, c.at).bind(3, c.kid).bind(4, to_string(c.from)).run();
+    if (sqlite3_changes(db_.get()) == 0) {
+        throw Error(ErrorKind::not_permitted,
+                    "version " + c.kid + " is no longer " + std::string(to_string(c.from)) + " (changed concurrently)");
+    }
+    Statement h(db_, "INSERT INTO state_changes(kid, from_state, to_state, at, actor, reason) VALUES (?1,?2,?3,?4,?5,?6)");
+    h.bind(1, c.kid).bind(2, to_string(c.from)).bind(3, to_string(c.to)).bind(4, c.at).bind(5, c.actor).bind(6, c.reason).run();
+    tx.commit();
+}
+
+std::vector<StateChange> SqliteStore::state_history(std::string_view key_id) {
+    std::lock_guard lock(mutex_);
+    Statement s(db_,
+                "SELECT c.kid, c.from_state, c.to_state, c.at, c.actor, c.reason FROM state_changes c "
+                "JOIN key_versions v ON v.kid = c.kid WHERE v.key_id = ?1 ORDER BY c.id");
+    s.bind(1, key_id);
+    std::vector<StateChange> out;
+    while (s.step()) {
+        out.push_back({s.text(0), parse_version_state(s.text(1)).value_or(VersionState::active),
+                       parse_version_state(s.text(2)).value_or(VersionState::active), s.integer(3), s.text(4), s.text(5)});
+    }
+    return out;
+}
+
+void SqliteStore::clear_key_material(std::string_view kid) {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, "UPDATE key_versions SET wrapped_blob = NULL WHERE kid = ?1");
+    s.bind(1, kid).run();
 }
 
 ManagedKey SqliteStore::read_key(const Statement& s) {

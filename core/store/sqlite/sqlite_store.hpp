@@ -19,6 +19,15 @@ public:
     void set_version_state(std::string_view kid, VersionState state, UnixTime at) override;
     void set_primary(std::string_view key_id, std::string_view kid) override;
     void set_revoked(std::string_view key_id, UnixTime at) override;
+    void transition(const StateChange& change) override;
+    [[nodiscard]] std::vector<StateChange> state_history(std::string_view key_id) override;
+    void clear_key_material(std::string_view kid) override;
+    void create_token_key(const ManagedKey& key, const TokenRecord& token) override;
+    void add_token_version(std::string_view key_id, const KeyVersion& version, const TokenRecord& token) override;
+    [[nodiscard]] std::optional<TokenMatch> find_token(std::span<const std::uint8_t> digest) override;
+    [[nodiscard]] std::optional<TokenRecord> token_record(std::string_view kid) override;
+    [[nodiscard]] bool consume_token_use(std::string_view kid, UnixTime at) override;
+    void update_token_digest(std::string_view kid, std::span<const std::uint8_t> digest, int pepper_version) override;
     [[nodiscard]] std::optional<std::string> get_meta(std::string_view name) override;
     void set_meta(std::string_view name, std::string_view value) override;
     [[nodiscard]] StoreStats stats() override;
@@ -27,6 +36,9 @@ public:
 
 private:
     void insert_version(std::string_view key_id, const KeyVersion& v);
+    void insert_key_row(const ManagedKey& key);
+    void insert_token(const TokenRecord& t);
+    std::optional<ManagedKey> find_key_locked(std::string_view column, std::string_view value);
     void load_versions(ManagedKey& key);
     ManagedKey read_key(const Statement& s);
 

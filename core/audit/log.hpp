@@ -1,0 +1,89 @@
+#pragma once
+// The append-only audit log with group commit.
+//
+// record() hands an event to one writer thread and blocks until the batch
+// holding it is committed: callers that arrive together share one commit
+// (and, with durability "power", one fsync). The writer assigns seq, links
+// prev_hash, hashes, MACs each event in the token, and every N events or T
+// seconds adds a checkpoint signed by the token, all in the batch's
+// transaction.
+//
+// Fail closed: if the batch cannot be committed, every record() in it throws
+// Error(audit_failure) and the in-memory chain head is left at the last
+// committed event, so the log never has a hole.
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/audit/event.hpp"
+#include "core/audit/keys.hpp"
+#include "core/audit/sink.hpp"
+#include "core/clock.hpp"
+
+namespace kw::core::audit {
+
+struct LogOptions {
+    std::uint64_t checkpoint_every = 1000;  // events
+    std::int64_t checkpoint_seconds = 60;
+    std::size_t max_batch = 4096;
+};
+
+class Log {
+public:
+    Log(Sink& sink, Keys& keys, const Clock& clock, LogOptions options = {});
+    ~Log();  // drains the queue, then stops the writer
+    Log(const Log&) = delete;
+    Log& operator=(const Log&) = delete;
+
+    /// Appends one event; returns its seq once it is durable. Throws
+    /// Error(audit_failure) when it could not be written.
+    std::uint64_t record(Record record);
+    /// Writes a checkpoint for the current head now (if there is anything
+    /// new since the last one).
+    void checkpoint_now();
+
+    [[nodiscard]] Keys& keys() noexcept { return keys_; }
+    [[nodiscard]] Sink& sink() noexcept { return sink_; }
+    [[nodiscard]] std::uint64_t head_seq();
+    [[nodiscard]] std::size_t queue_depth();
+
+private:
+    struct BatchState {
+        bool done = false;
+        std::string error;
+        std::uint64_t first_seq = 0;
+    };
+    struct Batch {
+        std::vector<Record> records;
+        std::shared_ptr<BatchState> state = std::make_shared<BatchState>();
+        bool force_checkpoint = false;
+    };
+
+    void run();
+    void write(Batch& batch);
+
+    Sink& sink_;
+    Keys& keys_;
+    const Clock& clock_;
+    LogOptions options_;
+
+    std::mutex mutex_;
+    std::condition_variable work_;
+    std::condition_variable done_;
+    Batch pending_;
+    bool stopping_ = false;
+
+    // Writer-thread state: the committed chain head.
+    std::uint64_t head_seq_ = 0;
+    std::string head_hash_;
+    std::uint64_t last_checkpoint_seq_ = 0;
+    UnixTime last_checkpoint_time_ = 0;
+
+    std::thread writer_;
+};
+
+}  // namespace kw::core::audit

@@ -1,0 +1,36 @@
+#pragma once
+// Where audit events are kept. One implementation per store backend
+// (sqlite_sink.cpp now). append() is one atomic, durable commit: all of the
+// batch and its checkpoint, or nothing.
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/audit/event.hpp"
+
+namespace kw::core::audit {
+
+struct Query {
+    std::optional<std::string> key;
+    std::optional<EventType> type;
+    std::optional<UnixTime> since;
+    std::optional<std::uint64_t> after_seq;
+    std::size_t limit = 1000;
+};
+
+class Sink {
+public:
+    virtual ~Sink() = default;
+    [[nodiscard]] virtual std::optional<Event> last_event() = 0;
+    [[nodiscard]] virtual std::optional<Checkpoint> last_checkpoint() = 0;
+    virtual void append(std::span<const Event> events, const std::optional<Checkpoint>& checkpoint) = 0;
+    /// Every event in seq order; stops early if `fn` returns false.
+    virtual void for_each(const std::function<bool(const Event&)>& fn) = 0;
+    [[nodiscard]] virtual std::vector<Checkpoint> checkpoints() = 0;
+    [[nodiscard]] virtual std::vector<Event> query(const Query& q) = 0;
+};
+
+}  // namespace kw::core::audit

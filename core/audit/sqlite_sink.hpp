@@ -1,0 +1,40 @@
+#pragma once
+// Audit events in the SQLite store file, on a connection of their own so the
+// writer thread never waits on the key store's mutex.
+//
+// Durability: "process" = WAL + synchronous=NORMAL (a commit survives kill -9
+// of any process); "power" = synchronous=FULL (also fsync'd, survives power
+// loss). Either way a batch is committed before anyone is told it is durable.
+#include <memory>
+
+#include "core/audit/sink.hpp"
+#include "core/store/sqlite/database.hpp"
+
+namespace kw::core::audit {
+
+enum class Durability { process, power };
+
+class SqliteSink final : public Sink {
+public:
+    SqliteSink(const std::string& path, Durability durability, int busy_timeout_ms = 5000);
+    ~SqliteSink() override;
+
+    [[nodiscard]] std::optional<Event> last_event() override;
+    [[nodiscard]] std::optional<Checkpoint> last_checkpoint() override;
+    void append(std::span<const Event> events, const std::optional<Checkpoint>& checkpoint) override;
+    void for_each(const std::function<bool(const Event&)>& fn) override;
+    [[nodiscard]] std::vector<Checkpoint> checkpoints() override;
+    [[nodiscard]] std::vector<Event> query(const Query& q) override;
+    /// Error path of verification: which stored event has this hash.
+    [[nodiscard]] std::optional<std::uint64_t> seq_of_hash(const std::string& hash);
+
+private:
+    sqlite::Database db_;
+    std::unique_ptr<sqlite::Statement> insert_event_;
+    std::unique_ptr<sqlite::Statement> insert_checkpoint_;
+};
+
+/// "sqlite:PATH" -> PATH (the audit log lives in the store file).
+[[nodiscard]] std::string sqlite_path_from_url(const std::string& url);
+
+}  // namespace kw::core::audit

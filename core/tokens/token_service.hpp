@@ -1,0 +1,97 @@
+#pragma once
+// API tokens and provisioning tokens on top of KeyService.
+//
+// A token key (type api_token or provisioning) is a managed key whose
+// versions are tokens. Issuing draws the random body from the token
+// (C_GenerateRandom), shows the token once, and stores only
+// HMAC-SHA256(token pepper, token) computed in the token. Verification
+// answers with a code, never a bare boolean.
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/key_service.hpp"
+#include "token/secret.hpp"
+
+namespace kw::core::tokens {
+
+enum class VerifyCode {
+    VALID,
+    NOT_FOUND,
+    EXPIRED,
+    REVOKED,
+    DISABLED,  // suspended (or not yet active)
+    USAGE_EXCEEDED,
+    INSUFFICIENT_SCOPE,
+    MALFORMED,
+    RATE_LIMITED,  // decided above this layer (keywardend)
+};
+[[nodiscard]] std::string_view to_string(VerifyCode c);
+
+struct IssueRequest {
+    std::string name;
+    KeyType type = KeyType::api_token;  // or provisioning
+    std::vector<std::string> scopes;
+    std::optional<std::int64_t> expires_in;  // provisioning default: 1 hour
+    std::string prefix = "kw_live";
+    std::optional<std::int64_t> max_uses;    // provisioning default: 1
+    std::string owner;
+    std::map<std::string, std::string> labels;
+};
+
+struct IssuedToken {
+    ManagedKey key;
+    token::SecretString token;  // shown once
+    std::string display;
+};
+
+struct Verification {
+    VerifyCode code = VerifyCode::NOT_FOUND;
+    std::string key_id;
+    std::string name;
+    std::string kid;
+    std::vector<std::string> scopes;
+    std::optional<UnixTime> expires_at;
+    std::optional<std::int64_t> remaining_uses;  // nullopt: unlimited
+};
+
+/// True when `granted` scopes allow `required`: exact match, a glob in the
+/// grant ("sign:payments-*"), "admin" (allows everything) or "read_write"
+/// (allows "read_only").
+[[nodiscard]] bool scope_allows(const std::vector<std::string>& granted, std::string_view required);
+
+class TokenService {
+public:
+    explicit TokenService(KeyService& keys) : keys_(keys) {}
+
+    /// Issues a new token key. Throws Error(invalid_argument/already_exists).
+    IssuedToken issue(const IssueRequest& request);
+    /// Issues a successor token on an existing token key (used by rotation).
+    IssuedToken issue_version(std::string_view name);
+
+    /// Verifies a token. MALFORMED is decided from the string alone: no store
+    /// access, no token (HSM) call, no audit event (garbage must not be able
+    /// to flood the HSM; keywardend counts it in metrics). Every other
+    /// outcome is audited.
+    Verification verify(std::string_view token, std::optional<std::string_view> required_scope = {});
+
+    /// Token keys with their token records.
+    struct Listed {
+        ManagedKey key;
+        std::vector<TokenRecord> tokens;
+    };
+    [[nodiscard]] std::vector<Listed> list();
+
+private:
+    std::vector<std::uint8_t> digest(int pepper_version, std::string_view token);
+    IssuedToken make_token(ManagedKey& key, int version, const std::string& prefix, std::optional<std::int64_t> max_uses,
+                           TokenRecord& record);
+    Verification finish(Verification v, const ManagedKey& key, std::string_view pseudonym);
+
+    KeyService& keys_;
+};
+
+}  // namespace kw::core::tokens
