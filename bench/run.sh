@@ -12,7 +12,10 @@
 #   scale-softhsm     C_FindObjects by label + HMAC over as many token objects
 # Results are printed as tables; with BENCH_JSON=FILE they are also written
 # there as JSON. --quick (smoke run: 100 and 1,000 keys, short loops) is for
-# checking the harness, not for figures. See docs/performance.md.
+# checking the harness, not for figures. KW_BENCH_KEEP=1 keeps the scratch
+# directory (token, stores) for inspection. Knobs for token_bench itself
+# (KW_BENCH_SECONDS, KW_BENCH_ROUNDS, KW_BENCH_SIZES, KW_BENCH_CREATE_BUDGET)
+# pass through. See docs/performance.md.
 set -euo pipefail
 build=${1:?usage: bench/run.sh BUILD_DIR [--quick]}
 shift
@@ -33,7 +36,11 @@ for arg in "$@"; do
 done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/kwbench.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+if [ "${KW_BENCH_KEEP:-0}" = 1 ]; then
+  trap 'echo "scratch directory kept: $work"' EXIT
+else
+  trap 'rm -rf "$work"' EXIT
+fi
 rand() { od -An -N12 -tx1 /dev/urandom | tr -d ' \n'; }
 export KEYWARDEN_PIN=${KEYWARDEN_PIN:-$(rand)}
 export KEYWARDEN_SO_PIN=${KEYWARDEN_SO_PIN:-$(rand)}
@@ -46,16 +53,22 @@ softhsm_version=$(dpkg-query -W -f='${Version}' softhsm2 2>/dev/null || echo unk
 echo "keywarden benchmarks: $(nproc) CPU, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), SoftHSM $softhsm_version"
 echo "token: private SoftHSM token in $work/hsm; per-variant time ${KW_BENCH_SECONDS:-1.5} s in ${KW_BENCH_ROUNDS:-3} alternating rounds"
 
+# Other processes skew every figure on a 2-core machine: say how busy it was.
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "load average at start: $load_start"
+case "$load_start" in 0.*) ;; *) echo "WARNING: the machine is busy; figures will be low and noisy" >&2 ;; esac
 start=$(date +%s)
 for phase in sign scale-keyservice scale-softhsm; do
   "$bin" "$phase" --dir "$work" --json "$work/$phase.json"
 done
 elapsed=$(( $(date +%s) - start ))
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 - "$work" "$elapsed" "$softhsm_version" "$root" <<'PY'
+python3 - "$work" "$elapsed" "$softhsm_version" "$root" "$load_start" "$load_end" <<'PY'
 import json, os, platform, subprocess, sys
 
-work, elapsed, softhsm, root = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+work, elapsed, softhsm, root, load_start, load_end = sys.argv[1:7]
+elapsed = int(elapsed)
 phases = {p: json.load(open(os.path.join(work, p + ".json"))) for p in ("sign", "scale-keyservice", "scale-softhsm")}
 ks, hsm = phases["scale-keyservice"], phases["scale-softhsm"]
 
@@ -96,10 +109,11 @@ small, large = ks["sizes"][0]["keys"], ks["sizes"][-1]["keys"]
 holds = ratio <= 2.0
 print(f"\n  KeyService lookup+HMAC, {large} keys vs {small} keys: {ratio:.2f}x  -> 2x target "
       f"{'HOLDS' if holds else 'MISSED'}")
+print(f"  KeyService store lookup alone, {large} keys vs {small} keys: {ks['lookup_only_ratio_largest_to_smallest']:.2f}x")
 print(f"  SoftHSM find+HMAC, {hsm['sizes'][-1]['keys'] if hsm['sizes'] else 0} keys vs {small} keys: "
       f"{hsm['ratio_largest_to_smallest']:.2f}x" + ("  (token object creation budget ran out)" if hsm["truncated"] else ""))
 print(f"  KeyService::generate: {ks['generate_total']['keys_per_s']:.0f} keys/s over {ks['generate_total']['keys']} keys")
-print(f"  total benchmark time: {elapsed} s")
+print(f"  total benchmark time: {elapsed} s; load average (1/5/15 min) at start {load_start}, at end {load_end}")
 
 result = {
     "machine": {
@@ -110,10 +124,12 @@ result = {
     "git_rev": subprocess.run(["git", "-C", root, "describe", "--always", "--dirty"],
                               capture_output=True, text=True).stdout.strip() or None,
     "elapsed_s": elapsed,
+    "loadavg_start": load_start, "loadavg_end": load_end,
     "sign": phases["sign"],
     "scale_keyservice": ks,
     "scale_softhsm": hsm,
     "summary": {"lookup_sign_us": rows, "keyservice_ratio_largest_to_smallest": ratio, "target_2x_holds": holds,
+                "keyservice_lookup_only_ratio_largest_to_smallest": ks["lookup_only_ratio_largest_to_smallest"],
                 "softhsm_ratio_largest_to_smallest": hsm["ratio_largest_to_smallest"],
                 "softhsm_truncated": hsm["truncated"],
                 "keyservice_generate_keys_per_s": ks["generate_total"]["keys_per_s"]},

@@ -592,6 +592,13 @@ int phase_scale_keyservice(const Settings& st) {
         const double cold_s = seconds_since(t0);
         have = n;
 
+        const double gen_rate = static_cast<double>(added) / gen_s;
+        const double cold_us = 1e6 * cold_s / static_cast<double>(added);
+        std::printf("  %-46s %11.0f keys/s  (then first sign, unwrap + cache: %.1f us/key)\n",
+                    ("KeyService::generate, keys " + std::to_string(n - added + 1) + "-" + std::to_string(n)).c_str(),
+                    gen_rate, cold_us);
+        std::fflush(stdout);
+
         std::uniform_int_distribution<std::size_t> pick(0, n - 1);
         Measure lookup{"store lookup only (KeyService::get)", [&] {
                            auto k = ks.get(names[pick(rng)]);
@@ -604,11 +611,6 @@ int phase_scale_keyservice(const Settings& st) {
         measure_interleaved({&lookup, &sign}, st);
         print_row(lookup, std::to_string(n));
         print_row(sign, std::to_string(n));
-        const double gen_rate = static_cast<double>(added) / gen_s;
-        const double cold_us = 1e6 * cold_s / static_cast<double>(added);
-        std::printf("  %-46s %11.0f keys/s  (first sign, unwrap + cache: %.1f us/key)\n",
-                    ("KeyService::generate, keys " + std::to_string(n - added + 1) + "-" + std::to_string(n)).c_str(),
-                    gen_rate, cold_us);
         sizes.push_back(json{{"keys", n},
                              {"generate", {{"keys", added}, {"seconds", gen_s}, {"keys_per_s", gen_rate}}},
                              {"first_sign_us", cold_us},
@@ -618,10 +620,13 @@ int phase_scale_keyservice(const Settings& st) {
     }
     const double ratio = sizes.back()["lookup_sign"]["us_per_op"].get<double>() /
                          sizes.front()["lookup_sign"]["us_per_op"].get<double>();
+    const double lookup_ratio = sizes.back()["lookup_only"]["us_per_op"].get<double>() /
+                                sizes.front()["lookup_only"]["us_per_op"].get<double>();
     const double gen_rate = static_cast<double>(have) / gen_seconds;
     std::printf("  KeyService::generate overall: %zu keys in %.1f s = %.0f keys/s\n", have, gen_seconds, gen_rate);
     std::printf("  lookup+HMAC time per op, %zu keys / %zu keys: %.2fx (target: within 2x)\n", st.sizes.back(),
                 st.sizes.front(), ratio);
+    std::printf("  store lookup alone, %zu keys / %zu keys: %.2fx\n", st.sizes.back(), st.sizes.front(), lookup_ratio);
     write_json(st, json{{"phase", "scale-keyservice"},
                         {"message_bytes", kMessageBytes},
                         {"keyservice_audit", kAuditMode},
@@ -629,7 +634,8 @@ int phase_scale_keyservice(const Settings& st) {
                         {"rounds", st.rounds},
                         {"sizes", sizes},
                         {"generate_total", {{"keys", have}, {"seconds", gen_seconds}, {"keys_per_s", gen_rate}}},
-                        {"ratio_largest_to_smallest", ratio}});
+                        {"ratio_largest_to_smallest", ratio},
+                        {"lookup_only_ratio_largest_to_smallest", lookup_ratio}});
     return 0;
 }
 
@@ -664,6 +670,12 @@ int phase_scale_softhsm(const Settings& st) {
         const std::size_t n = have;
         if (n == 0) break;
 
+        const double rate = n > start ? static_cast<double>(n - start) / create_s : 0;
+        std::printf("  %-46s %11.0f keys/s%s\n",
+                    ("C_GenerateKey token objects " + std::to_string(start + 1) + "-" + std::to_string(n)).c_str(), rate,
+                    truncated ? "  (creation budget exhausted)" : "");
+        std::fflush(stdout);
+
         std::uniform_int_distribution<std::size_t> pick(0, n - 1);
         Measure find{"C_FindObjects* only", [&] {
                          CK_OBJECT_HANDLE h = raw.find_by_label(labels[pick(rng)]);
@@ -677,10 +689,6 @@ int phase_scale_softhsm(const Settings& st) {
         measure_interleaved({&find, &find_sign}, st);
         print_row(find, std::to_string(n));
         print_row(find_sign, std::to_string(n));
-        const double rate = n > start ? static_cast<double>(n - start) / create_s : 0;
-        std::printf("  %-46s %11.0f keys/s%s\n",
-                    ("C_GenerateKey token objects " + std::to_string(start + 1) + "-" + std::to_string(n)).c_str(), rate,
-                    truncated ? "  (creation budget exhausted)" : "");
         sizes.push_back(json{{"keys", n},
                              {"requested_keys", requested},
                              {"create", {{"keys", n - start}, {"seconds", create_s}, {"keys_per_s", rate}}},

@@ -43,6 +43,10 @@ struct ManagedKey {
     UnixTime created_at = 0;
     std::optional<UnixTime> expires_at;
     std::optional<UnixTime> revoked_at;
+    // GRADUAL rotation in progress: this version signs for rollout_share
+    // percent of callers (by a stable hash of the caller id).
+    std::optional<std::string> rollout_kid;
+    int rollout_share = 0;
     std::vector<KeyVersion> versions;
 
     [[nodiscard]] const KeyVersion* primary() const {

@@ -1,5 +1,7 @@
 #include "core/key_service.hpp"
 
+#include <openssl/evp.h>
+
 #include <cctype>
 #include <cstdio>
 
@@ -124,10 +126,21 @@ std::string KeyService::new_uuid() {
     return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) + "-" + h.substr(20);
 }
 
-KeyVersion KeyService::make_version(const ManagedKey& key, int number, Residency residency) {
+int rollout_bucket(std::string_view key_id, std::string_view caller) {
+    std::string input(key_id);
+    input += '\0';
+    input += caller;
+    std::uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_Digest(input.data(), input.size(), md, &len, EVP_sha256(), nullptr);
+    const std::uint32_t v = (std::uint32_t{md[0]} << 24) | (std::uint32_t{md[1]} << 16) | (std::uint32_t{md[2]} << 8) | md[3];
+    return static_cast<int>(v % 100);
+}
+
+KeyVersion KeyService::make_version(const ManagedKey& key, int number, Residency residency, std::optional<std::string> kid) {
     KeyVersion v;
     v.version = number;
-    v.kid = new_kid();
+    v.kid = kid ? *kid : new_kid();
     v.residency = residency;
     v.created_at = clock_.now();
     v.state_changed_at = v.created_at;
@@ -272,6 +285,9 @@ SignResult KeyService::sign(std::string_view name, std::span<const std::uint8_t>
     ManagedKey key = get(name);
     const UnixTime now = clock_.now();
     const KeyVersion* v = key.primary();
+    if (key.rollout_kid && options.caller && rollout_bucket(key.id, *options.caller) < key.rollout_share) {
+        if (const KeyVersion* next = key.version_by_kid(*key.rollout_kid); next != nullptr && can_sign(next->state)) v = next;
+    }
     std::string refusal;
     if (key.revoked_at) {
         refusal = "key '" + key.name + "' is revoked";
@@ -346,6 +362,44 @@ void KeyService::revoke(std::string_view name, const std::string& reason) {
         }
     }
     store_.set_revoked(key.id, now);
+}
+
+SignResult KeyService::sign_with_version(std::string_view name, std::string_view kid, std::span<const std::uint8_t> data,
+                                         const SignOptions& options) {
+    ManagedKey key = get(name);
+    const KeyVersion* v = key.version_by_kid(kid);
+    if (v == nullptr) throw Error(ErrorKind::not_found, "key '" + key.name + "' has no version " + std::string(kid));
+    if (v->state == VersionState::compromised || v->state == VersionState::destroyed) {
+        throw Error(ErrorKind::not_permitted, "version " + v->kid + " is " + std::string(to_string(v->state)));
+    }
+    SignResult result;
+    result.mechanism = mechanism_for(key, options);
+    result.kid = v->kid;
+    result.version = v->version;
+    audit(audit::EventType::key_used, key.name, v->kid, "check", "ok", {{"mechanism", token::to_string(result.mechanism)}});
+    auto lease = token_.session();
+    const auto& s = lease.session();
+    result.signature = token::sign(s, working_handle(s, key, *v), result.mechanism, data);
+    if ((result.mechanism == token::SignMechanism::ecdsa_sha256 || result.mechanism == token::SignMechanism::ecdsa_sha384) &&
+        options.format == SignatureFormat::der) {
+        result.signature = ecdsa_raw_to_der(result.signature);
+    }
+    return result;
+}
+
+StateChange KeyService::transition_version(const ManagedKey& key, std::string_view kid, VersionState to,
+                                           const std::string& reason) {
+    const KeyVersion* v = key.version_by_kid(kid);
+    if (v == nullptr) throw Error(ErrorKind::not_found, "key '" + key.name + "' has no version " + std::string(kid));
+    std::vector<StateChange> done;
+    transition(key, *v, to, reason, done);
+    return done.front();
+}
+
+void KeyService::destroy_version_material(const ManagedKey& key, std::string_view kid) {
+    const KeyVersion* v = key.version_by_kid(kid);
+    if (v == nullptr) throw Error(ErrorKind::not_found, "key '" + key.name + "' has no version " + std::string(kid));
+    destroy_material(key, *v);
 }
 
 void KeyService::transition(const ManagedKey& key, const KeyVersion& v, VersionState to, const std::string& reason,

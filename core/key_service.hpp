@@ -44,7 +44,14 @@ struct SignOptions {
     RsaPadding rsa_padding = RsaPadding::pkcs1;
     // ECDSA output; DER by default (X.509, `openssl dgst -verify`), raw for JOSE.
     SignatureFormat format = SignatureFormat::der;
+    // Who is asking (API token id, service name). During a GRADUAL rotation
+    // it picks the signing version by a stable hash, so a caller never flips
+    // between versions. Without it the primary signs.
+    std::optional<std::string> caller;
 };
+
+/// 0..99: the caller's stable rollout bucket for a key.
+[[nodiscard]] int rollout_bucket(std::string_view key_id, std::string_view caller);
 
 struct SignResult {
     std::vector<std::uint8_t> signature;
@@ -127,8 +134,18 @@ public:
     [[nodiscard]] std::string new_uuid();
 
     /// Generates a new key version's material (no store write): used by
-    /// generate() and by rotation.
-    KeyVersion make_version(const ManagedKey& key, int number, Residency residency);
+    /// generate() and by rotation (which chooses and records the kid first).
+    KeyVersion make_version(const ManagedKey& key, int number, Residency residency, std::optional<std::string> kid = {});
+
+    /// Signs with one particular version (rotation checks, audited as "check").
+    SignResult sign_with_version(std::string_view name, std::string_view kid, std::span<const std::uint8_t> data,
+                                 const SignOptions& options = {});
+
+    /// One audited lifecycle transition of one version.
+    StateChange transition_version(const ManagedKey& key, std::string_view kid, VersionState to, const std::string& reason);
+
+    /// Erases a version's key material (token object or wrapped blob).
+    void destroy_version_material(const ManagedKey& key, std::string_view kid);
 
 private:
     CK_OBJECT_HANDLE working_handle(const token::Session& s, const ManagedKey& key, const KeyVersion& v);

@@ -32,9 +32,12 @@ enum class RsaPadding { pkcs1, pss };
 
 /// States in which a version may produce new signatures.
 [[nodiscard]] constexpr bool can_sign(VersionState s) { return s == VersionState::active; }
-/// States in which a version may still check signatures.
+/// States in which a version may check signatures. pre_active counts: a
+/// version is published (verify set, JWKS) before it signs, so that
+/// verifiers know it by the time its first signature arrives.
 [[nodiscard]] constexpr bool can_verify(VersionState s) {
-    return s == VersionState::active || s == VersionState::suspended || s == VersionState::deactivated;
+    return s == VersionState::pre_active || s == VersionState::active || s == VersionState::suspended ||
+           s == VersionState::deactivated;
 }
 
 }  // namespace kw::core

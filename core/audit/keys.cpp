@@ -12,12 +12,27 @@ Keys::Keys(token::Token& token, const RootKeys& roots) : token_(token), roots_(r
     public_key_ = spki_from_attributes(token::read_public_key(lease.session(), roots_.audit_verify));
 }
 
+CK_OBJECT_HANDLE Keys::mac_key(const token::Session& s) {
+    std::lock_guard lock(copy_mutex_);
+    if (mac_copy_ == CK_INVALID_HANDLE || mac_copy_generation_ != token_.generation()) {
+        CK_BBOOL no = CK_FALSE;
+        CK_ATTRIBUTE templ[] = {{CKA_TOKEN, &no, sizeof no}};
+        CK_OBJECT_HANDLE copy = CK_INVALID_HANDLE;
+        CK_RV rv = s.fn()->C_CopyObject(s.handle(), roots_.audit_mac, templ, 1, &copy);
+        // A token that refuses to copy keys still works, only slower.
+        mac_copy_ = rv == CKR_OK ? copy : roots_.audit_mac;
+        mac_copy_generation_ = token_.generation();
+    }
+    return mac_copy_;
+}
+
 std::vector<std::string> Keys::macs(std::span<const std::string> hashes) {
     std::vector<std::string> out;
     out.reserve(hashes.size());
     auto lease = token_.session();
+    const CK_OBJECT_HANDLE key = mac_key(lease.session());
     for (const auto& h : hashes) {
-        out.push_back(to_hex(token::sign(lease.session(), roots_.audit_mac, token::SignMechanism::hmac_sha256, as_bytes(h))));
+        out.push_back(to_hex(token::sign(lease.session(), key, token::SignMechanism::hmac_sha256, as_bytes(h))));
     }
     return out;
 }
@@ -26,7 +41,7 @@ bool Keys::check_mac(std::string_view hash, std::string_view mac) {
     auto raw = from_hex(mac);
     if (!raw || raw->size() != 32) return false;
     auto lease = token_.session();
-    return token::verify(lease.session(), roots_.audit_mac, token::SignMechanism::hmac_sha256, as_bytes(hash), *raw);
+    return token::verify(lease.session(), mac_key(lease.session()), token::SignMechanism::hmac_sha256, as_bytes(hash), *raw);
 }
 
 std::string Keys::sign_checkpoint(const Checkpoint& c) {
@@ -38,7 +53,7 @@ std::string Keys::sign_checkpoint(const Checkpoint& c) {
 
 std::string Keys::pseudonym(std::string_view value) {
     auto lease = token_.session();
-    auto mac = token::sign(lease.session(), roots_.audit_mac, token::SignMechanism::hmac_sha256, as_bytes(value));
+    auto mac = token::sign(lease.session(), mac_key(lease.session()), token::SignMechanism::hmac_sha256, as_bytes(value));
     mac.resize(16);
     return to_hex(mac);
 }

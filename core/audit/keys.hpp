@@ -3,6 +3,7 @@
 // checkpoint signatures with the audit signing key (ECDSA P-256), and
 // pseudonyms (HMAC'd identifiers) for values that must not appear in clear.
 #include <cstdint>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -30,8 +31,16 @@ public:
     [[nodiscard]] std::string pseudonym(std::string_view value);
 
 private:
+    // The audit MAC key copied into a session object: HMAC with a session key
+    // costs about half of one with a token object in SoftHSM (C_SignInit
+    // dominates), and every audit event needs one. Re-made after fork.
+    CK_OBJECT_HANDLE mac_key(const token::Session& s);
+
     token::Token& token_;
     RootKeys roots_;
+    std::mutex copy_mutex_;
+    CK_OBJECT_HANDLE mac_copy_ = CK_INVALID_HANDLE;
+    std::uint64_t mac_copy_generation_ = 0;
     std::vector<std::uint8_t> public_key_;
 };
 

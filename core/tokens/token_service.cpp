@@ -45,12 +45,13 @@ std::vector<std::uint8_t> TokenService::digest(int pepper_version, std::string_v
 }
 
 IssuedToken TokenService::make_token(ManagedKey& key, int version, const std::string& prefix,
-                                     std::optional<std::int64_t> max_uses, TokenRecord& record) {
+                                     std::optional<std::int64_t> max_uses, TokenRecord& record,
+                                     std::optional<std::string> kid) {
     token::SecretBytes random(keys_.random(kRandomBytes));
     token::SecretString text(format_token(prefix, random.view()));
     KeyVersion v;
     v.version = version;
-    v.kid = keys_.new_kid();
+    v.kid = kid ? *kid : keys_.new_kid();
     v.state = VersionState::active;
     v.primary = true;
     v.residency = Residency::wrapped;  // nothing to wrap: the token lives only as a digest
@@ -106,7 +107,7 @@ IssuedToken TokenService::issue(const IssueRequest& request) {
     return issued;
 }
 
-IssuedToken TokenService::issue_version(std::string_view name) {
+IssuedToken TokenService::issue_version(std::string_view name, std::optional<std::string> kid) {
     ManagedKey key = keys_.get(name);
     if (key.type != KeyType::api_token && key.type != KeyType::provisioning) {
         throw Error(ErrorKind::invalid_argument, "'" + key.name + "' is not a token key");
@@ -123,7 +124,7 @@ IssuedToken TokenService::issue_version(std::string_view name) {
     ManagedKey scratch = key;
     scratch.versions.clear();
     TokenRecord record;
-    IssuedToken issued = make_token(scratch, next, prefix, max_uses, record);
+    IssuedToken issued = make_token(scratch, next, prefix, max_uses, record, std::move(kid));
     KeyVersion v = scratch.versions.front();
     v.primary = false;  // rotation decides when it becomes primary
     keys_.store().add_token_version(key.id, v, record);

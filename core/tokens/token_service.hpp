@@ -70,7 +70,8 @@ public:
     /// Issues a new token key. Throws Error(invalid_argument/already_exists).
     IssuedToken issue(const IssueRequest& request);
     /// Issues a successor token on an existing token key (used by rotation).
-    IssuedToken issue_version(std::string_view name);
+    /// `kid` lets rotation choose and record the kid before issuing.
+    IssuedToken issue_version(std::string_view name, std::optional<std::string> kid = {});
 
     /// Verifies a token. MALFORMED is decided from the string alone: no store
     /// access, no token (HSM) call, no audit event (garbage must not be able
@@ -88,7 +89,7 @@ public:
 private:
     std::vector<std::uint8_t> digest(int pepper_version, std::string_view token);
     IssuedToken make_token(ManagedKey& key, int version, const std::string& prefix, std::optional<std::int64_t> max_uses,
-                           TokenRecord& record);
+                           TokenRecord& record, std::optional<std::string> kid = {});
     Verification finish(Verification v, const ManagedKey& key, std::string_view pseudonym);
 
     KeyService& keys_;

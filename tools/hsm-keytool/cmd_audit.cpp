@@ -66,7 +66,7 @@ int verify_offline(const std::string& file, const std::string& pubkey_file, bool
         if (line.empty()) continue;
         try {
             auto j = nlohmann::json::parse(line);
-            const auto type = j.at("type").get<std::string>();
+            const auto type = j.at("record").get<std::string>();
             if (type == "event") {
                 events.push_back(audit::event_from_json(j));
             } else if (type == "checkpoint") {
@@ -124,7 +124,7 @@ int audit_export(Context& ctx, const Args& args) {
     const std::string pem = core::spki_to_pem(log.keys().public_key());
     auto checkpoints = sink.checkpoints();
     std::string out;
-    out += nlohmann::json{{"type", "header"},
+    out += nlohmann::json{{"record", "header"},
                           {"format", "keywarden-audit-export-v1"},
                           {"exported_at", core::format_time(ctx.clock().now())},
                           {"token", ctx.token().info().label},
@@ -135,12 +135,12 @@ int audit_export(Context& ctx, const Args& args) {
     std::uint64_t n = 0;
     sink.for_each([&](const audit::Event& e) {
         auto j = audit::to_json(e);
-        j["type"] = "event";
+        j["record"] = "event";
         out += j.dump() + "\n";
         ++n;
         while (next_cp < checkpoints.size() && checkpoints[next_cp].seq <= e.seq) {
             auto c = audit::to_json(checkpoints[next_cp++]);
-            c["type"] = "checkpoint";
+            c["record"] = "checkpoint";
             out += c.dump() + "\n";
         }
         return true;

@@ -27,5 +27,9 @@ int cmd_deactivate(Context& ctx, const Args& args);
 int cmd_compromise(Context& ctx, const Args& args);
 int cmd_destroy(Context& ctx, const Args& args);
 int cmd_audit(Context& ctx, const Args& args);
+int cmd_rotate(Context& ctx, const Args& args);
+int cmd_policy(Context& ctx, const Args& args);
+int cmd_jwt(Context& ctx, const Args& args);
+int cmd_jwks(Context& ctx, const Args& args);
 
 }  // namespace kw::keytool

@@ -12,6 +12,8 @@ Context::Context(std::optional<std::string> config_path)
     : config_path_(std::move(config_path)), config_(core::load_config(config_path_)) {}
 
 Context::~Context() {
+    engine_.reset();
+    tokens_.reset();
     keys_.reset();
     audit_log_.reset();  // drains pending events
     audit_keys_.reset();
@@ -94,6 +96,34 @@ core::KeyService& Context::keys() {
         keys_->audit(core::audit::EventType::admin_login, "", "", "login", "ok", {{"tool", "hsm-keytool"}});
     }
     return *keys_;
+}
+
+}  // namespace kw::keytool
+
+namespace kw::keytool {
+
+core::tokens::TokenService& Context::tokens() {
+    if (!tokens_) tokens_ = std::make_unique<core::tokens::TokenService>(keys());
+    return *tokens_;
+}
+
+const core::rotation::PolicySet& Context::policies() {
+    if (!policies_) {
+        auto doc = store().policy_document();
+        policies_ = doc ? core::rotation::PolicySet::parse(doc->second, doc->first) : core::rotation::PolicySet{};
+    }
+    return *policies_;
+}
+
+core::rotation::Engine& Context::engine() {
+    if (!engine_) {
+        char host[256] = {};
+        gethostname(host, sizeof host - 1);
+        core::rotation::EngineOptions o;
+        o.owner = std::string(host) + ":" + std::to_string(getpid());
+        engine_ = std::make_unique<core::rotation::Engine>(keys(), tokens(), policies(), o);
+    }
+    return *engine_;
 }
 
 }  // namespace kw::keytool

@@ -12,6 +12,9 @@
 #include "core/clock.hpp"
 #include "core/config.hpp"
 #include "core/key_service.hpp"
+#include "core/rotation/engine.hpp"
+#include "core/rotation/policy.hpp"
+#include "core/tokens/token_service.hpp"
 #include "core/root_keys.hpp"
 #include "core/store/store.hpp"
 #include "token/token.hpp"
@@ -35,6 +38,10 @@ public:
     /// The audit log (opens token, store and the audit keys).
     core::audit::Log& audit();
     core::audit::SqliteSink& audit_sink();
+    core::tokens::TokenService& tokens();
+    /// The applied policy set (from the store; empty if none applied).
+    const core::rotation::PolicySet& policies();
+    core::rotation::Engine& engine();
     /// "cli:<user>", the actor named in audit events.
     [[nodiscard]] static std::string actor();
     const core::Clock& clock() const { return clock_; }
@@ -50,6 +57,9 @@ private:
     std::unique_ptr<core::audit::Keys> audit_keys_;
     std::unique_ptr<core::audit::Log> audit_log_;
     std::unique_ptr<core::KeyService> keys_;
+    std::unique_ptr<core::tokens::TokenService> tokens_;
+    std::optional<core::rotation::PolicySet> policies_;
+    std::unique_ptr<core::rotation::Engine> engine_;
 };
 
 }  // namespace kw::keytool

@@ -45,6 +45,10 @@ const std::map<std::string, Entry>& commands() {
         {"compromise", {cmd_compromise, "mark a key compromised (nothing, ever)"}},
         {"destroy", {cmd_destroy, "erase a key's material; the record stays (--yes, --force)"}},
         {"audit", {cmd_audit, "audit log: verify, export, tail, query"}},
+        {"rotate", {cmd_rotate, "rotate NAME [--strategy S], --due, status, history, stats, rollback"}},
+        {"policy", {cmd_policy, "rotation policies: check, apply, list, show, explain"}},
+        {"jwt", {cmd_jwt, "sign or verify a JWT with a jwt key"}},
+        {"jwks", {cmd_jwks, "print the JWK Set of every published jwt key version"}},
     };
     return table;
 }

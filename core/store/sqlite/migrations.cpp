@@ -98,6 +98,49 @@ CREATE TABLE audit_checkpoints (
     signature  TEXT NOT NULL
 );
 )sql"},
+    Migration{3, R"sql(
+-- GRADUAL rotation: the version taking a share of signing traffic.
+ALTER TABLE keys ADD COLUMN rollout_kid TEXT;
+ALTER TABLE keys ADD COLUMN rollout_share INTEGER NOT NULL DEFAULT 0;
+-- Rotations: a persisted state machine per rotation, and its history.
+CREATE TABLE rotations (
+    id                INTEGER PRIMARY KEY,
+    key_id            TEXT NOT NULL REFERENCES keys(id),
+    key_name          TEXT NOT NULL,
+    strategy          TEXT NOT NULL,
+    policy            TEXT NOT NULL DEFAULT '',
+    from_kid          TEXT NOT NULL,
+    to_kid            TEXT NOT NULL,
+    state             TEXT NOT NULL,
+    phase             INTEGER NOT NULL DEFAULT 0,
+    phase_started_at  INTEGER,
+    started_at        INTEGER NOT NULL,
+    published_at      INTEGER,
+    promoted_at       INTEGER,
+    finished_at       INTEGER,
+    outcome           TEXT NOT NULL DEFAULT '',
+    error             TEXT NOT NULL DEFAULT '',
+    params            TEXT NOT NULL DEFAULT '{}'
+);
+-- At most one unfinished rotation per key.
+CREATE UNIQUE INDEX rotations_one_open ON rotations(key_id) WHERE finished_at IS NULL;
+CREATE INDEX rotations_key ON rotations(key_name, id);
+-- Leases keep two schedulers from working on the same key.
+CREATE TABLE leases (
+    name   TEXT PRIMARY KEY,
+    owner  TEXT NOT NULL,
+    until  INTEGER NOT NULL
+);
+CREATE TABLE policy_documents (
+    id          INTEGER PRIMARY KEY,
+    source      TEXT NOT NULL,
+    text        TEXT NOT NULL,
+    applied_at  INTEGER NOT NULL,
+    actor       TEXT NOT NULL DEFAULT ''
+);
+-- Usage-aware rotation asks when a version was last used.
+CREATE INDEX audit_events_kid ON audit_events(kid, time);
+)sql"},
 };
 
 int current_version(Database& db) {

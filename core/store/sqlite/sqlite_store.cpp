@@ -10,7 +10,7 @@ namespace {
 
 constexpr const char* kKeyColumns =
     "SELECT id, name, type, rsa_bits, curve, jwt_alg, scopes, owner, labels, policy, created_at, expires_at, "
-    "revoked_at FROM keys";
+    "revoked_at, rollout_kid, rollout_share FROM keys";
 
 std::string scopes_json(const std::vector<std::string>& scopes) { return nlohmann::json(scopes).dump(); }
 std::string labels_json(const std::map<std::string, std::string>& labels) { return nlohmann::json(labels).dump(); }
@@ -218,6 +218,8 @@ ManagedKey SqliteStore::read_key(const Statement& s) {
     k.created_at = s.integer(10);
     k.expires_at = s.maybe_integer(11);
     k.revoked_at = s.maybe_integer(12);
+    if (!s.is_null(13)) k.rollout_kid = s.text(13);
+    k.rollout_share = static_cast<int>(s.integer(14));
     return k;
 }
 
@@ -289,6 +291,161 @@ void SqliteStore::set_revoked(std::string_view key_id, UnixTime at) {
     std::lock_guard lock(mutex_);
     Statement s(db_, "UPDATE keys SET revoked_at = ?1 WHERE id = ?2");
     s.bind(1, at).bind(2, key_id).run();
+}
+
+namespace {
+constexpr const char* kRotationColumns =
+    "SELECT id, key_id, key_name, strategy, policy, from_kid, to_kid, state, phase, phase_started_at, started_at, "
+    "published_at, promoted_at, finished_at, outcome, error, params FROM rotations";
+
+RotationRecord read_rotation(const Statement& s) {
+    RotationRecord r;
+    r.id = s.integer(0);
+    r.key_id = s.text(1);
+    r.key_name = s.text(2);
+    r.strategy = s.text(3);
+    r.policy = s.text(4);
+    r.from_kid = s.text(5);
+    r.to_kid = s.text(6);
+    r.state = s.text(7);
+    r.phase = static_cast<int>(s.integer(8));
+    r.phase_started_at = s.maybe_integer(9);
+    r.started_at = s.integer(10);
+    r.published_at = s.maybe_integer(11);
+    r.promoted_at = s.maybe_integer(12);
+    r.finished_at = s.maybe_integer(13);
+    r.outcome = s.text(14);
+    r.error = s.text(15);
+    r.params = s.text(16);
+    return r;
+}
+
+void bind_rotation(Statement& s, const RotationRecord& r) {
+    s.bind(1, r.key_id)
+        .bind(2, r.key_name)
+        .bind(3, r.strategy)
+        .bind(4, r.policy)
+        .bind(5, r.from_kid)
+        .bind(6, r.to_kid)
+        .bind(7, r.state)
+        .bind(8, static_cast<std::int64_t>(r.phase))
+        .bind(9, r.phase_started_at)
+        .bind(10, r.started_at)
+        .bind(11, r.published_at)
+        .bind(12, r.promoted_at)
+        .bind(13, r.finished_at)
+        .bind(14, r.outcome)
+        .bind(15, r.error)
+        .bind(16, r.params);
+}
+}  // namespace
+
+std::int64_t SqliteStore::create_rotation(const RotationRecord& r) {
+    std::lock_guard lock(mutex_);
+    Transaction tx(db_);
+    {
+        Statement open(db_, "SELECT id FROM rotations WHERE key_id = ?1 AND finished_at IS NULL");
+        open.bind(1, r.key_id);
+        if (open.step()) {
+            throw Error(ErrorKind::already_exists,
+                        "a rotation of '" + r.key_name + "' is already in progress (id " + std::to_string(open.integer(0)) + ")");
+        }
+    }
+    Statement s(db_,
+                "INSERT INTO rotations(key_id, key_name, strategy, policy, from_kid, to_kid, state, phase, "
+                "phase_started_at, started_at, published_at, promoted_at, finished_at, outcome, error, params) "
+                "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)");
+    bind_rotation(s, r);
+    s.run();
+    std::int64_t id = sqlite3_last_insert_rowid(db_.get());
+    tx.commit();
+    return id;
+}
+
+void SqliteStore::update_rotation(const RotationRecord& r) {
+    std::lock_guard lock(mutex_);
+    Statement s(db_,
+                "UPDATE rotations SET key_id=?1, key_name=?2, strategy=?3, policy=?4, from_kid=?5, to_kid=?6, state=?7, "
+                "phase=?8, phase_started_at=?9, started_at=?10, published_at=?11, promoted_at=?12, finished_at=?13, "
+                "outcome=?14, error=?15, params=?16 WHERE id=?17");
+    bind_rotation(s, r);
+    s.bind(17, r.id).run();
+}
+
+std::optional<RotationRecord> SqliteStore::open_rotation(std::string_view key_id) {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, (std::string(kRotationColumns) + " WHERE key_id = ?1 AND finished_at IS NULL").c_str());
+    s.bind(1, key_id);
+    if (!s.step()) return std::nullopt;
+    return read_rotation(s);
+}
+
+std::vector<RotationRecord> SqliteStore::open_rotations() {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, (std::string(kRotationColumns) + " WHERE finished_at IS NULL ORDER BY id").c_str());
+    std::vector<RotationRecord> out;
+    while (s.step()) out.push_back(read_rotation(s));
+    return out;
+}
+
+std::vector<RotationRecord> SqliteStore::rotation_history(std::string_view key_name, std::size_t limit) {
+    std::lock_guard lock(mutex_);
+    std::string sql = std::string(kRotationColumns) + (key_name.empty() ? "" : " WHERE key_name = ?1") + " ORDER BY id DESC LIMIT ?2";
+    Statement s(db_, sql.c_str());
+    if (!key_name.empty()) s.bind(1, key_name);
+    s.bind(2, static_cast<std::int64_t>(limit));
+    std::vector<RotationRecord> out;
+    while (s.step()) out.push_back(read_rotation(s));
+    return out;
+}
+
+void SqliteStore::set_rollout(std::string_view key_id, const std::optional<std::string>& kid, int share) {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, "UPDATE keys SET rollout_kid = ?2, rollout_share = ?3 WHERE id = ?1");
+    s.bind(1, key_id);
+    if (kid) {
+        s.bind(2, *kid);
+    } else {
+        s.bind_null(2);
+    }
+    s.bind(3, static_cast<std::int64_t>(share)).run();
+}
+
+bool SqliteStore::try_lease(std::string_view name, std::string_view owner, UnixTime now, std::int64_t ttl) {
+    std::lock_guard lock(mutex_);
+    Statement s(db_,
+                "INSERT INTO leases(name, owner, until) VALUES (?1, ?2, ?3) "
+                "ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, until = excluded.until "
+                "WHERE leases.until < ?4 OR leases.owner = excluded.owner");
+    s.bind(1, name).bind(2, owner).bind(3, now + ttl).bind(4, now).run();
+    return sqlite3_changes(db_.get()) == 1;
+}
+
+void SqliteStore::release_lease(std::string_view name, std::string_view owner) {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, "DELETE FROM leases WHERE name = ?1 AND owner = ?2");
+    s.bind(1, name).bind(2, owner).run();
+}
+
+std::optional<UnixTime> SqliteStore::last_used(std::string_view kid) {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, "SELECT MAX(time) FROM audit_events WHERE kid = ?1 AND type = 'key_used'");
+    s.bind(1, kid);
+    if (!s.step() || s.is_null(0)) return std::nullopt;
+    return s.integer(0);
+}
+
+void SqliteStore::save_policy_document(std::string_view source, std::string_view text, UnixTime at, std::string_view actor) {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, "INSERT INTO policy_documents(source, text, applied_at, actor) VALUES (?1, ?2, ?3, ?4)");
+    s.bind(1, source).bind(2, text).bind(3, at).bind(4, actor).run();
+}
+
+std::optional<std::pair<std::string, std::string>> SqliteStore::policy_document() {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, "SELECT source, text FROM policy_documents ORDER BY id DESC LIMIT 1");
+    if (!s.step()) return std::nullopt;
+    return std::make_pair(s.text(0), s.text(1));
 }
 
 std::optional<std::string> SqliteStore::get_meta(std::string_view name) {
