@@ -4,10 +4,16 @@
 // kills it with SIGKILL at a random moment and checks that every seq printed
 // here is in the store and that the chain still verifies.
 //
-//   audit_appender [THREADS=4]
+//   audit_appender [THREADS=4] [PAUSE_US=0]
+//
+// PAUSE_US: each thread sleeps this long between its events. The crash test
+// uses it to bound how many events a round writes, because `hsm-keytool
+// audit verify` after every round checks every MAC in the token and the log
+// only grows.
 //
 // Environment (from tests/with-token.sh): KEYWARDEN_HSM_MODULE,
 // KEYWARDEN_TOKEN_LABEL, KEYWARDEN_PIN, KEYWARDEN_STORE_URL (sqlite:PATH).
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -41,8 +47,9 @@ int main(int argc, char** argv) {
     namespace audit = kw::core::audit;
     try {
         const int threads = argc > 1 ? std::atoi(argv[1]) : 4;
-        if (threads < 1 || threads > 256) {
-            std::fprintf(stderr, "usage: audit_appender [THREADS (1-256)]\n");
+        const long pause_us = argc > 2 ? std::atol(argv[2]) : 0;
+        if (threads < 1 || threads > 256 || pause_us < 0) {
+            std::fprintf(stderr, "usage: audit_appender [THREADS (1-256)] [PAUSE_US]\n");
             return 2;
         }
 
@@ -72,9 +79,12 @@ int main(int argc, char** argv) {
                             log.record(audit::Record{audit::EventType::key_used, "crash-test:" + std::to_string(t),
                                                      "crash-key", "", "append", "ok",
                                                      {{"thread", t}, {"i", i}}});
-                        std::lock_guard lock(out);
-                        std::fprintf(stdout, "durable %llu\n", static_cast<unsigned long long>(seq));
-                        std::fflush(stdout);
+                        {
+                            std::lock_guard lock(out);
+                            std::fprintf(stdout, "durable %llu\n", static_cast<unsigned long long>(seq));
+                            std::fflush(stdout);
+                        }
+                        if (pause_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(pause_us));
                     }
                 } catch (const std::exception& e) {
                     std::lock_guard lock(out);

@@ -11,7 +11,12 @@
 #     have its seq handed out again by the next run),
 #   - `hsm-keytool audit verify` still finds the chain intact (exit 0).
 # All rounds share one token and one store. KW_CRASH_ROUNDS overrides the
-# number of rounds (at least 50 by default).
+# number of rounds (50 by default), KW_CRASH_THREADS the appender's threads
+# (4) and KW_CRASH_PAUSE_US its pause between a thread's events (1000 us).
+# Unthrottled, 4 threads append ~11,000 events/s; since `audit verify` checks
+# every MAC of the growing log (~30 us each) after every round, that would make
+# 50 rounds take over 3 minutes. At 1 ms a round still writes hundreds of
+# events with commits in flight when the kill lands.
 set -euo pipefail
 
 appender=${1:?usage: audit_crash_test.sh AUDIT_APPENDER HSM_KEYTOOL}
@@ -22,6 +27,7 @@ db=${KEYWARDEN_STORE_URL#sqlite:}
 db=${db#//}
 rounds=${KW_CRASH_ROUNDS:-50}
 threads=${KW_CRASH_THREADS:-4}
+pause_us=${KW_CRASH_PAUSE_US:-1000}
 work="$KW_TEST_DIR/crash"
 mkdir -p "$work"
 
@@ -68,7 +74,7 @@ empty_rounds=0
 for ((round = 1; round <= rounds; round++)); do
   out="$work/round-$round.out"
   err="$work/round-$round.err"
-  "$appender" "$threads" >"$out" 2>"$err" &
+  "$appender" "$threads" "$pause_us" >"$out" 2>"$err" &
   pid=$!
   # 0.050 .. 0.500 s
   sleep "$(printf '0.%03d' $((50 + RANDOM % 451)))"

@@ -203,15 +203,7 @@ kill "$locker" 2>/dev/null || true
 wait "$locker" 2>/dev/null || true
 grep -q "database is locked" err || fail "generate while the store is locked: stderr does not say the store is locked"
 [ "$elapsed_ms" -lt 1800 ] || fail "generate waited ${elapsed_ms} ms: busy_timeout_ms = 200 from the config was not used"
-if [ "$got" -eq 13 ]; then
-  # KNOWN BUG (reported to the lead; tighten to exit 6 only once fixed):
-  # Context::keys() writes the admin_login audit event before any store
-  # write, and audit::Log::record turns the store's store_locked error into
-  # audit_failure, so a locked store surfaces as exit 13, never 6.
-  echo "KNOWN BUG: locked store gives exit 13 (audit_failure) instead of 6 (store_locked)"
-else
-  [ "$got" -eq 6 ] || fail "generate while the store is locked: exit $got, want 6"
-fi
+[ "$got" -eq 6 ] || fail "generate while the store is locked: exit $got, want 6"
 ok "generate while another process holds the store (exit $got, ${elapsed_ms} ms)"
 [ "$("$K" list --json | $PY -c 'import json,sys; print(sum(k["name"] == "during-lock" for k in json.load(sys.stdin)))')" = 0 ] ||
   fail "a key was recorded although generate failed on the locked store"

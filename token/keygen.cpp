@@ -51,7 +51,8 @@ void add_public_common(Template& t, const KeyOptions& o) {
 GeneratedKey generate_secret(const Session& s, const KeySpec& spec, const KeyOptions& o) {
     Template t;
     CK_MECHANISM mech{};
-    t.add_ulong(CKA_CLASS, CKO_SECRET_KEY).add_ulong(CKA_VALUE_LEN, 32);
+    const CK_ULONG bytes = spec.algorithm == KeyAlgorithm::aes_256 ? 32 : spec.secret_bytes;
+    t.add_ulong(CKA_CLASS, CKO_SECRET_KEY).add_ulong(CKA_VALUE_LEN, bytes);
     if (spec.algorithm == KeyAlgorithm::aes_256) {
         mech.mechanism = CKM_AES_KEY_GEN;
         t.add_ulong(CKA_KEY_TYPE, CKK_AES);

@@ -34,6 +34,7 @@ enum class KeyUsage {
 struct KeySpec {
     KeyAlgorithm algorithm = KeyAlgorithm::generic_secret_256;
     unsigned rsa_bits = 2048;
+    unsigned secret_bytes = 32;  // generic secrets: HMAC-SHA384/512 need 48/64 in SoftHSM
 };
 
 struct KeyOptions {

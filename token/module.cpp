@@ -41,13 +41,14 @@ void Module::initialize() {
     args.flags = CKF_OS_LOCKING_OK;
     CK_RV rv = fn_->C_Initialize(&args);
     if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) throw Pkcs11Error("C_Initialize", rv);
+    owns_init_ = owns_init_ || rv == CKR_OK;
     pid_ = getpid();
 }
 
 Module::~Module() {
     // Only the initialising process finalises: a forked child that never
     // re-initialised must not tear down state it does not own.
-    if (fn_ != nullptr && !forked()) fn_->C_Finalize(nullptr);
+    if (fn_ != nullptr && owns_init_ && !forked()) fn_->C_Finalize(nullptr);
     if (dl_ != nullptr) dlclose(dl_);
 }
 

@@ -42,6 +42,10 @@ private:
     void* dl_ = nullptr;
     CK_FUNCTION_LIST* fn_ = nullptr;
     pid_t pid_ = 0;
+    // Only the Module whose C_Initialize succeeded calls C_Finalize: a second
+    // Module on the same library (CKR_CRYPTOKI_ALREADY_INITIALIZED) must not
+    // tear down the first one's state.
+    bool owns_init_ = false;
 };
 
 /// Default SoftHSM module path on Debian, or "" when not installed.

@@ -41,7 +41,12 @@ std::uint64_t Log::record(Record record) {
     work_.notify_one();
     std::unique_lock lock(mutex_);
     done_.wait(lock, [&] { return state->done; });
-    if (!state->error.empty()) throw Error(ErrorKind::audit_failure, "audit log write failed: " + state->error);
+    if (!state->error.empty()) {
+        // Either way the operation is refused (fail closed); a busy store is
+        // reported as such so callers can tell "retry" from "broken".
+        if (state->locked) throw Error(ErrorKind::store_locked, "audit log write failed: " + state->error);
+        throw Error(ErrorKind::audit_failure, "audit log write failed: " + state->error);
+    }
     return state->first_seq + index;
 }
 
@@ -83,6 +88,9 @@ void Log::run() {
         }
         try {
             write(batch);
+        } catch (const Error& e) {
+            batch.state->error = e.what();
+            batch.state->locked = e.kind() == ErrorKind::store_locked;
         } catch (const std::exception& e) {
             batch.state->error = e.what();
             if (batch.state->error.empty()) batch.state->error = "unknown error";

@@ -55,6 +55,7 @@ private:
     struct BatchState {
         bool done = false;
         std::string error;
+        bool locked = false;  // the store was busy: report store_locked, still refusing the operation
         std::uint64_t first_seq = 0;
     };
     struct Batch {

@@ -291,6 +291,7 @@ void SqliteStore::set_revoked(std::string_view key_id, UnixTime at) {
     std::lock_guard lock(mutex_);
     Statement s(db_, "UPDATE keys SET revoked_at = ?1 WHERE id = ?2");
     s.bind(1, at).bind(2, key_id).run();
+    if (sqlite3_changes(db_.get()) == 0) throw Error(ErrorKind::not_found, "no key with id " + std::string(key_id));
 }
 
 namespace {
