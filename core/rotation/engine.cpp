@@ -341,16 +341,14 @@ RotationRecord Engine::advance(RotationRecord r, std::optional<std::string>* new
                 return r;
             }
             throw Error(ErrorKind::store_failure, "rotation " + std::to_string(r.id) + " has unknown state '" + r.state + "'");
-        } catch (const Error& e) {
-            if (e.kind() == ErrorKind::audit_failure || e.kind() == ErrorKind::store_locked) throw;  // retry later
-            if (r.state == "planned" || r.state == "generated" || r.state == "published" || r.state == "phasing") {
-                fail(r, e.what());
-                return r;
-            }
-            r.error = e.what();
-            save(r);
-            throw;
         } catch (const std::exception& e) {
+            const auto* core_error = dynamic_cast<const Error*>(&e);
+            if (core_error != nullptr &&
+                (core_error->kind() == ErrorKind::audit_failure || core_error->kind() == ErrorKind::store_locked)) {
+                throw;  // nothing was changed: the next tick retries
+            }
+            // Before promotion the old version still signs: withdraw the new
+            // one. After it, keep the record open and retry later.
             if (r.state == "planned" || r.state == "generated" || r.state == "published" || r.state == "phasing") {
                 fail(r, e.what());
                 return r;

@@ -12,21 +12,6 @@
 namespace kw::keytool {
 namespace {
 
-std::vector<std::string> split_scopes(const std::vector<std::string>& raw) {
-    std::vector<std::string> out;
-    for (const auto& item : raw) {
-        std::size_t start = 0;
-        while (start <= item.size()) {
-            std::size_t comma = item.find(',', start);
-            std::string part = item.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-            if (!part.empty()) out.push_back(part);
-            if (comma == std::string::npos) break;
-            start = comma + 1;
-        }
-    }
-    return out;
-}
-
 core::Error usage(const std::string& what) { return core::Error(core::ErrorKind::invalid_argument, what); }
 
 void print_key(const core::ManagedKey& key, core::UnixTime now) {

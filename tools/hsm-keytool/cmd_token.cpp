@@ -28,16 +28,7 @@ int token_issue(Context& ctx, const Args& args) {
     auto vm = parse(args, desc);
     core::tokens::IssueRequest r;
     r.name = vm["name"].as<std::string>();
-    for (const auto& s : scopes) {
-        std::size_t start = 0;
-        while (start <= s.size()) {
-            auto comma = s.find(',', start);
-            auto part = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-            if (!part.empty()) r.scopes.push_back(part);
-            if (comma == std::string::npos) break;
-            start = comma + 1;
-        }
-    }
+    r.scopes = split_scopes(scopes);
     if (vm.count("expires-in")) {
         r.expires_in = core::parse_duration(vm["expires-in"].as<std::string>());
         if (!r.expires_in || *r.expires_in == 0) throw usage("--expires-in wants a duration like 30d, 12h or 3600");

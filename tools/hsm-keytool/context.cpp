@@ -1,9 +1,16 @@
 #include "tools/hsm-keytool/context.hpp"
 
+#include <fcntl.h>
 #include <pwd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include "core/error.hpp"
+#include "core/audit/sqlite_sink.hpp"
+#include "token/error.hpp"
 #include "token/pin.hpp"
 
 namespace kw::keytool {
@@ -42,7 +49,12 @@ token::Token& Context::logged_in_token() {
         source.env_var = config_.pin_env;
         source.file = config_.pin_file;
         source.allow_prompt = true;
-        t.login(token::read_pin(source));
+        try {
+            t.login(token::read_pin(source));
+        } catch (const token::Pkcs11Error& e) {
+            note_login_failure(e.name());
+            throw;
+        }
     }
     return t;
 }
@@ -55,6 +67,37 @@ core::Store& Context::store() {
 const core::RootKeys& Context::roots() {
     if (!roots_) roots_ = core::load_root_keys(logged_in_token());
     return *roots_;
+}
+
+// A failed C_Login cannot be audited at once: the audit MAC key is in the
+// token, which just refused us. The failure is noted in a 0600 file next to
+// the store and written to the audit log by the next process that logs in.
+std::string Context::login_failure_file() const {
+    return core::audit::sqlite_path_from_url(config_.store_url) + ".login-failures";
+}
+
+void Context::note_login_failure(const std::string& rv) {
+    int fd = ::open(login_failure_file().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) return;  // best effort: the login already failed loudly
+    const std::string line =
+        nlohmann::json{{"time", clock_.now()}, {"actor", actor()}, {"rv", rv}}.dump() + "\n";
+    (void)!::write(fd, line.data(), line.size());
+    ::close(fd);
+}
+
+void Context::replay_login_failures() {
+    const std::string file = login_failure_file();
+    const std::string claimed = file + "." + std::to_string(getpid());
+    if (std::rename(file.c_str(), claimed.c_str()) != 0) return;  // none pending
+    std::ifstream in(claimed);
+    std::string line;
+    while (std::getline(in, line)) {
+        auto j = nlohmann::json::parse(line, nullptr, false);
+        if (j.is_discarded()) continue;
+        keys_->audit(core::audit::EventType::admin_login_failed, "", "", "login", j.value("rv", "unknown"),
+                     {{"tool", "hsm-keytool"}, {"at", j.value("time", 0)}, {"by", j.value("actor", "")}});
+    }
+    std::remove(claimed.c_str());
 }
 
 std::string Context::actor() {
@@ -94,6 +137,7 @@ core::KeyService& Context::keys() {
         keys_ = std::make_unique<core::KeyService>(logged_in_token(), store(), r, clock_, audit(), actor(),
                                                    config_.handle_cache_size);
         keys_->audit(core::audit::EventType::admin_login, "", "", "login", "ok", {{"tool", "hsm-keytool"}});
+        replay_login_failures();
     }
     return *keys_;
 }

@@ -47,6 +47,10 @@ public:
     const core::Clock& clock() const { return clock_; }
 
 private:
+    [[nodiscard]] std::string login_failure_file() const;
+    void note_login_failure(const std::string& rv);
+    void replay_login_failures();
+
     std::optional<std::string> config_path_;
     core::Config config_;
     core::SystemClock clock_;

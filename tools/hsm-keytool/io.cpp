@@ -13,6 +13,21 @@
 
 namespace kw::keytool {
 
+std::vector<std::string> split_scopes(const std::vector<std::string>& raw) {
+    std::vector<std::string> out;
+    for (const auto& item : raw) {
+        std::size_t start = 0;
+        while (start <= item.size()) {
+            std::size_t comma = item.find(',', start);
+            std::string part = item.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+            if (!part.empty()) out.push_back(part);
+            if (comma == std::string::npos) break;
+            start = comma + 1;
+        }
+    }
+    return out;
+}
+
 std::vector<std::uint8_t> read_input(const std::optional<std::string>& path) {
     if (!path || path->empty() || *path == "-") {
         std::cin >> std::noskipws;

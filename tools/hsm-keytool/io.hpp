@@ -11,6 +11,9 @@
 
 namespace kw::keytool {
 
+/// Scopes from repeated and/or comma-separated option values.
+[[nodiscard]] std::vector<std::string> split_scopes(const std::vector<std::string>& raw);
+
 /// Reads a file, or stdin when `path` is empty or "-".
 [[nodiscard]] std::vector<std::uint8_t> read_input(const std::optional<std::string>& path);
 /// Writes to a file (created 0600), or stdout when `path` is empty or "-".
