@@ -144,7 +144,8 @@ Verification TokenService::finish(Verification v, const ManagedKey& key, std::st
     return v;
 }
 
-Verification TokenService::verify(std::string_view token, std::optional<std::string_view> required_scope) {
+Verification TokenService::verify(std::string_view token, std::optional<std::string_view> required_scope,
+                                  const std::function<bool(const Verification&)>& gate) {
     Verification out;
     if (!parse_token(token)) {
         out.code = VerifyCode::MALFORMED;
@@ -184,6 +185,13 @@ Verification TokenService::verify(std::string_view token, std::optional<std::str
         out.code = VerifyCode::EXPIRED;
     } else if (required_scope && !scope_allows(key.scopes, *required_scope)) {
         out.code = VerifyCode::INSUFFICIENT_SCOPE;
+    } else if (gate && !gate([&] {
+                   Verification probe = out;
+                   probe.key_id = key.id;
+                   probe.name = key.name;
+                   return probe;
+               }())) {
+        out.code = VerifyCode::RATE_LIMITED;
     } else if (!keys_.store().consume_token_use(rec.kid, now)) {
         out.code = VerifyCode::USAGE_EXCEEDED;
         out.remaining_uses = 0;

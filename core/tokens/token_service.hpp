@@ -7,6 +7,7 @@
 // HMAC-SHA256(token pepper, token) computed in the token. Verification
 // answers with a code, never a bare boolean.
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -77,7 +78,12 @@ public:
     /// access, no token (HSM) call, no audit event (garbage must not be able
     /// to flood the HSM; keywardend counts it in metrics). Every other
     /// outcome is audited.
-    Verification verify(std::string_view token, std::optional<std::string_view> required_scope = {});
+    ///
+    /// `gate`, when given, runs after every other check passed and before a
+    /// use is counted; returning false answers RATE_LIMITED (keywardend's
+    /// rate limiter), so a refused request does not spend a use.
+    Verification verify(std::string_view token, std::optional<std::string_view> required_scope = {},
+                        const std::function<bool(const Verification&)>& gate = {});
 
     /// Token keys with their token records.
     struct Listed {

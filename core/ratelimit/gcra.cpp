@@ -1,0 +1,58 @@
+#include "core/ratelimit/gcra.hpp"
+
+#include <algorithm>
+
+namespace kw::core::ratelimit {
+
+Gcra::Gcra(Limit default_limit, Clock clock) : default_(default_limit), clock_(std::move(clock)) {}
+
+std::int64_t Gcra::now() const {
+    if (clock_) return clock_() * 1000;
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+void Gcra::set_default(Limit limit) {
+    std::lock_guard lock(mutex_);
+    default_ = limit;
+}
+
+void Gcra::set_limit(const std::string& key, Limit limit) {
+    std::lock_guard lock(mutex_);
+    limits_[key] = limit;
+}
+
+Limit Gcra::limit_for(const std::string& key) const {
+    std::lock_guard lock(mutex_);
+    auto it = limits_.find(key);
+    return it != limits_.end() ? it->second : default_;
+}
+
+Decision Gcra::take(const std::string& key, std::int64_t cost) {
+    std::lock_guard lock(mutex_);
+    auto lit = limits_.find(key);
+    const Limit l = lit != limits_.end() ? lit->second : default_;
+    const std::int64_t t = now();
+    // Emission interval: the time one request "costs"; the bucket holds burst of them.
+    const std::int64_t interval = std::max<std::int64_t>(1, l.period_ms * 1000 / std::max<std::int64_t>(1, l.limit));
+    const std::int64_t capacity = interval * std::max<std::int64_t>(1, l.burst);
+    std::int64_t& tat = tat_[key];
+    const std::int64_t base = std::max(tat, t);
+    const std::int64_t new_tat = base + interval * cost;
+    const std::int64_t allow_at = new_tat - capacity;
+    Decision d;
+    d.limit = l.limit;
+    if (t < allow_at) {
+        d.allowed = false;
+        d.retry_after_ms = (allow_at - t + 999) / 1000;
+        d.remaining = 0;
+        d.reset_ms = (base - t + 999) / 1000;
+        return d;
+    }
+    tat = new_tat;
+    d.remaining = std::max<std::int64_t>(0, (t - (new_tat - capacity)) / interval);
+    d.reset_ms = (new_tat - t + 999) / 1000;
+    return d;
+}
+
+}  // namespace kw::core::ratelimit

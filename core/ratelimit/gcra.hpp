@@ -1,0 +1,50 @@
+#pragma once
+// GCRA (generic cell rate algorithm) rate limiter: `limit` requests per
+// `period` with bursts up to `burst`, exact within one process. One theoretical
+// arrival time per key; no timers, no background threads. Limits can change
+// at run time (set_default, set_limit) and apply from the next request.
+#include <chrono>
+#include <functional>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+namespace kw::core::ratelimit {
+
+struct Limit {
+    std::int64_t limit = 100;   // requests per period
+    std::int64_t period_ms = 1000;
+    std::int64_t burst = 100;   // how many may arrive at once
+};
+
+struct Decision {
+    bool allowed = true;
+    std::int64_t limit = 0;
+    std::int64_t remaining = 0;
+    std::int64_t reset_ms = 0;        // until the bucket is full again
+    std::int64_t retry_after_ms = 0;  // when denied
+};
+
+class Gcra {
+public:
+    using Clock = std::function<std::int64_t()>;  // monotonic milliseconds
+    explicit Gcra(Limit default_limit, Clock clock = {});
+
+    /// Takes `cost` from `key`'s allowance, or denies without taking anything.
+    Decision take(const std::string& key, std::int64_t cost = 1);
+    void set_default(Limit limit);
+    void set_limit(const std::string& key, Limit limit);
+    [[nodiscard]] Limit limit_for(const std::string& key) const;
+
+private:
+    std::int64_t now() const;
+    mutable std::mutex mutex_;
+    Limit default_;
+    std::unordered_map<std::string, Limit> limits_;
+    std::unordered_map<std::string, std::int64_t> tat_;  // theoretical arrival time, microseconds
+    Clock clock_;
+};
+
+}  // namespace kw::core::ratelimit

@@ -1,0 +1,56 @@
+#pragma once
+// Everything a request handler may use, owned by main() and passed by
+// reference (no globals). Services below are thread-safe; the rotation
+// engine and the policy set are guarded by `rotation_mutex`.
+#include <atomic>
+#include <memory>
+#include <mutex>
+
+#include "core/config.hpp"
+#include "core/key_service.hpp"
+#include "core/metrics/registry.hpp"
+#include "core/ratelimit/gcra.hpp"
+#include "core/rotation/engine.hpp"
+#include "core/tokens/token_service.hpp"
+#include "server/request.hpp"
+
+namespace kw::server {
+
+struct App {
+    const core::Config& config;
+    token::Token& token;
+    core::Store& store;
+    core::audit::Log& audit;
+    core::KeyService& keys;
+    core::tokens::TokenService& tokens;
+    core::rotation::Engine& engine;
+    core::rotation::PolicySet& policies;
+    std::mutex& rotation_mutex;
+    core::ratelimit::Gcra& token_limits;  // per API token (kid)
+    core::ratelimit::Gcra& key_limits;    // per managed key name
+    core::metrics::Registry& metrics;
+    std::atomic<bool>& draining;
+};
+
+/// Routes one request; never throws (errors become JSON error responses).
+Response handle(App& app, const Request& request);
+
+// Handler groups (one file each).
+Response tokens_verify(App& app, const Request& r);
+Response tokens_verify_batch(App& app, const Request& r);
+Response key_sign(App& app, const Request& r, const std::string& name);
+Response key_verify(App& app, const Request& r, const std::string& name);
+Response key_hmac(App& app, const Request& r, const std::string& name);
+Response jwt_sign(App& app, const Request& r, const std::string& name);
+Response jwks(App& app, const Request& r);
+Response admin(App& app, const Request& r, const std::string& path);
+Response metrics(App& app, const Request& r);
+Response healthz(App& app, const Request& r);
+Response readyz(App& app, const Request& r);
+
+/// Checks the Authorization bearer token for `scope`; throws ApiError with
+/// AUTH_MISSING / AUTH_MALFORMED / AUTH_INVALID / AUTH_EXPIRED / AUTH_REVOKED /
+/// AUTH_DISABLED / AUTH_SCOPE. Every refusal is audited by the token service.
+core::tokens::Verification authorize(App& app, const Request& r, const std::string& scope);
+
+}  // namespace kw::server

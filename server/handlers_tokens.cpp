@@ -1,0 +1,85 @@
+// POST /v1/tokens/verify and /v1/tokens/verify:batch
+#include "core/error.hpp"
+#include "core/tokens/format.hpp"
+#include "server/app.hpp"
+
+namespace kw::server {
+namespace {
+
+using core::tokens::VerifyCode;
+
+nlohmann::json verify_one(App& app, std::string_view token, const std::optional<std::string>& scope, std::int64_t cost) {
+    if (cost < 1 || cost > 1000) throw ApiError(400, "BAD_COST", "cost must be 1..1000");
+    core::ratelimit::Decision rl;
+    bool limited = false;
+    auto gate = [&](const core::tokens::Verification& v) {
+        rl = app.token_limits.take(v.kid, cost);
+        limited = !rl.allowed;
+        return rl.allowed;
+    };
+    auto v = app.tokens.verify(token, scope ? std::optional<std::string_view>(*scope) : std::nullopt, gate);
+    const std::string code(core::tokens::to_string(v.code));
+    app.metrics.inc("keywarden_token_verifications_total", {{"code", code}});
+    if (limited) {
+        app.metrics.inc("keywarden_rate_limit_denials_total", {{"scope", "token"}});
+        app.keys.audit(core::audit::EventType::rate_limited, v.name, v.kid, "verify_token", "RATE_LIMITED",
+                       {{"retry_after_ms", rl.retry_after_ms}});
+    }
+    nlohmann::json j{{"code", code}, {"valid", v.code == VerifyCode::VALID}};
+    if (!v.name.empty()) {
+        j["key"] = {{"id", v.key_id},
+                    {"name", v.name},
+                    {"kid", v.kid},
+                    {"scopes", v.scopes},
+                    {"expires_at", v.expires_at ? nlohmann::json(core::format_time(*v.expires_at)) : nlohmann::json(nullptr)}};
+        j["credits"] = {{"remaining", v.remaining_uses ? nlohmann::json(*v.remaining_uses) : nlohmann::json(nullptr)},
+                        {"refill", nullptr}};
+    }
+    if (rl.limit != 0) {
+        j["ratelimit"] = {{"limit", rl.limit}, {"remaining", rl.remaining}, {"reset_ms", rl.reset_ms}};
+        if (limited) j["ratelimit"]["retry_after_ms"] = rl.retry_after_ms;
+    }
+    return j;
+}
+
+std::string bearer(const Request& r) {
+    const std::string prefix = "Bearer ";
+    if (r.authorization.rfind(prefix, 0) == 0) return r.authorization.substr(prefix.size());
+    return {};
+}
+
+}  // namespace
+
+Response tokens_verify(App& app, const Request& r) {
+    auto body = parse_body(r, {"token", "scope", "cost"});
+    std::string token = body.contains("token") ? require_string(body, "token") : bearer(r);
+    if (token.empty()) throw ApiError(400, "MISSING_FIELD", "give the token in 'token' or as Authorization: Bearer");
+    auto j = verify_one(app, token, optional_string(body, "scope"), optional_int(body, "cost").value_or(1));
+    Response resp = Response::json(j, j["code"] == "RATE_LIMITED" ? 429 : 200);
+    if (j.contains("ratelimit")) {
+        resp.headers["RateLimit-Limit"] = std::to_string(j["ratelimit"]["limit"].get<std::int64_t>());
+        resp.headers["RateLimit-Remaining"] = std::to_string(j["ratelimit"]["remaining"].get<std::int64_t>());
+        resp.headers["RateLimit-Reset"] = std::to_string((j["ratelimit"]["reset_ms"].get<std::int64_t>() + 999) / 1000);
+    }
+    return resp;
+}
+
+Response tokens_verify_batch(App& app, const Request& r) {
+    auto body = parse_body(r, {"tokens"});
+    if (!body.contains("tokens") || !body["tokens"].is_array()) {
+        throw ApiError(400, "BAD_TYPE", "'tokens' must be an array of {token, scope?, cost?}");
+    }
+    if (body["tokens"].size() > 100) throw ApiError(413, "BATCH_TOO_LARGE", "at most 100 tokens per batch");
+    nlohmann::json results = nlohmann::json::array();
+    for (const auto& item : body["tokens"]) {
+        if (!item.is_object()) throw ApiError(400, "BAD_TYPE", "each batch item must be an object");
+        for (const auto& [k, v] : item.items()) {
+            if (k != "token" && k != "scope" && k != "cost") throw ApiError(400, "UNKNOWN_FIELD", "unknown field '" + k + "'");
+        }
+        results.push_back(verify_one(app, require_string(item, "token"), optional_string(item, "scope"),
+                                     optional_int(item, "cost").value_or(1)));
+    }
+    return Response::json({{"results", results}});
+}
+
+}  // namespace kw::server

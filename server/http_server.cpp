@@ -1,0 +1,191 @@
+#include "server/http_server.hpp"
+
+#include <sys/stat.h>
+
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <filesystem>
+
+namespace kw::server {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+std::map<std::string, std::string> parse_query(std::string_view q) {
+    std::map<std::string, std::string> out;
+    while (!q.empty()) {
+        auto amp = q.find('&');
+        auto part = q.substr(0, amp);
+        auto eq = part.find('=');
+        std::string k(part.substr(0, eq));
+        std::string v = eq == std::string_view::npos ? "" : std::string(part.substr(eq + 1));
+        // Minimal percent-decoding for query values.
+        std::string dec;
+        for (std::size_t i = 0; i < v.size(); ++i) {
+            if (v[i] == '%' && i + 2 < v.size()) {
+                dec.push_back(static_cast<char>(std::stoi(v.substr(i + 1, 2), nullptr, 16)));
+                i += 2;
+            } else {
+                dec.push_back(v[i] == '+' ? ' ' : v[i]);
+            }
+        }
+        if (!k.empty()) out[k] = dec;
+        if (amp == std::string_view::npos) break;
+        q.remove_prefix(amp + 1);
+    }
+    return out;
+}
+
+// One connection: read a request, answer it, repeat while keep-alive.
+template <typename Socket>
+class Session : public std::enable_shared_from_this<Session<Socket>> {
+public:
+    Session(Socket socket, App& app, const HttpOptions& options, std::string peer,
+            std::shared_ptr<std::atomic<std::size_t>> in_flight)
+        : stream_(std::move(socket)), app_(app), options_(options), peer_(std::move(peer)), in_flight_(std::move(in_flight)) {}
+
+    void run() { read(); }
+
+private:
+    void read() {
+        parser_.emplace();
+        parser_->body_limit(options_.body_limit);
+        parser_->header_limit(static_cast<std::uint32_t>(options_.header_limit));
+        stream_.expires_after(std::chrono::seconds(options_.request_timeout_s));
+        http::async_read(stream_, buffer_, *parser_,
+                         [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+    }
+
+    void on_read(beast::error_code ec) {
+        if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::operation_aborted) {
+            return close();
+        }
+        if (ec) {
+            // Oversized or malformed requests get an answer, then the connection closes.
+            int status = ec == http::error::body_limit ? 413 : (ec == http::error::header_limit ? 431 : 400);
+            std::string code = status == 413 ? "BODY_TOO_LARGE" : (status == 431 ? "HEADERS_TOO_LARGE" : "BAD_REQUEST");
+            return send_error(status, code, ec.message());
+        }
+        auto req = parser_->release();
+        Request r;
+        r.method = std::string(req.method_string());
+        std::string target(req.target());
+        auto qm = target.find('?');
+        r.target = target.substr(0, qm);
+        if (qm != std::string::npos) r.query = parse_query(std::string_view(target).substr(qm + 1));
+        r.body = std::move(req.body());
+        r.authorization = std::string(req[http::field::authorization]);
+        r.peer = peer_;
+        ++*in_flight_;
+        Response resp = handle(app_, r);
+        --*in_flight_;
+        keep_alive_ = req.keep_alive() && !app_.draining.load();
+        write(resp, req.version());
+    }
+
+    void send_error(int status, const std::string& code, const std::string& message) {
+        keep_alive_ = false;
+        write(Response::json({{"error", {{"code", code}, {"message", message}}}}, status), 11);
+    }
+
+    void write(const Response& resp, unsigned version) {
+        auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(resp.status), version);
+        res->set(http::field::server, "keywardend");
+        res->set(http::field::content_type, resp.content_type);
+        for (const auto& [k, v] : resp.headers) res->set(k, v);
+        res->keep_alive(keep_alive_);
+        res->body() = resp.body;
+        res->prepare_payload();
+        stream_.expires_after(std::chrono::seconds(options_.request_timeout_s));
+        http::async_write(stream_, *res, [self = this->shared_from_this(), res](beast::error_code ec, std::size_t) {
+            if (ec || !self->keep_alive_) return self->close();
+            self->read();
+        });
+    }
+
+    void close() {
+        beast::error_code ec;
+        beast::get_lowest_layer(stream_).socket().shutdown(Socket::shutdown_send, ec);
+    }
+
+    beast::basic_stream<typename Socket::protocol_type> stream_;
+    beast::flat_buffer buffer_;
+    std::optional<http::request_parser<http::string_body>> parser_;
+    App& app_;
+    const HttpOptions& options_;
+    std::string peer_;
+    std::shared_ptr<std::atomic<std::size_t>> in_flight_;
+    bool keep_alive_ = false;
+};
+
+template <typename Acceptor, typename Socket>
+void accept_loop(Acceptor& acceptor, App& app, const HttpOptions& options, std::shared_ptr<std::atomic<std::size_t>> in_flight,
+                 const char* kind) {
+    acceptor.async_accept([&acceptor, &app, &options, in_flight, kind](beast::error_code ec, Socket socket) {
+        if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+        if (!ec) {
+            std::make_shared<Session<Socket>>(std::move(socket), app, options, kind, in_flight)->run();
+        }
+        accept_loop<Acceptor, Socket>(acceptor, app, options, in_flight, kind);
+    });
+}
+
+}  // namespace
+
+HttpServer::HttpServer(App& app, HttpOptions options) : app_(app), options_(std::move(options)) {}
+
+HttpServer::~HttpServer() { stop(0); }
+
+std::size_t HttpServer::in_flight() const noexcept { return in_flight_->load(); }
+
+void HttpServer::start() {
+    if (!options_.listen.empty()) {
+        auto colon = options_.listen.rfind(':');
+        if (colon == std::string::npos) throw std::runtime_error("listen address must be HOST:PORT, got " + options_.listen);
+        auto host = options_.listen.substr(0, colon);
+        auto port = static_cast<unsigned short>(std::stoi(options_.listen.substr(colon + 1)));
+        asio::ip::tcp::endpoint ep(asio::ip::make_address(host), port);
+        tcp_ = std::make_unique<asio::ip::tcp::acceptor>(io_);
+        tcp_->open(ep.protocol());
+        tcp_->set_option(asio::socket_base::reuse_address(true));
+        tcp_->bind(ep);
+        tcp_->listen();
+        tcp_port_ = tcp_->local_endpoint().port();
+        accept_loop<asio::ip::tcp::acceptor, asio::ip::tcp::socket>(*tcp_, app_, options_, in_flight_, "tcp");
+    }
+    if (!options_.unix_socket.empty()) {
+        std::filesystem::remove(options_.unix_socket);
+        // Created 0600 (umask during bind): only the daemon's user may connect.
+        mode_t old = ::umask(0177);
+        unix_ = std::make_unique<asio::local::stream_protocol::acceptor>(io_,
+                                                                          asio::local::stream_protocol::endpoint(options_.unix_socket));
+        ::umask(old);
+        accept_loop<asio::local::stream_protocol::acceptor, asio::local::stream_protocol::socket>(*unix_, app_, options_,
+                                                                                               in_flight_, "unix");
+    }
+    for (std::size_t i = 0; i < std::max<std::size_t>(1, options_.threads); ++i) {
+        threads_.emplace_back([this] { io_.run(); });
+    }
+}
+
+void HttpServer::stop(int grace_s) {
+    if (threads_.empty()) return;
+    asio::post(io_, [this] {
+        beast::error_code ec;
+        if (tcp_) tcp_->close(ec);
+        if (unix_) unix_->close(ec);
+    });
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(grace_s);
+    while (in_flight_->load() > 0 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    io_.stop();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    if (!options_.unix_socket.empty()) std::filesystem::remove(options_.unix_socket);
+}
+
+}  // namespace kw::server

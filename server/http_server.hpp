@@ -1,0 +1,48 @@
+#pragma once
+// HTTP/1.1 on Boost.Beast: one listener on TCP, one on a unix socket, a fixed
+// pool of threads running one io_context. Keep-alive; limits on header and
+// body size; a deadline per request (slow clients, slowloris-style headers,
+// are cut off). stop() stops accepting and lets in-flight requests finish.
+#include <utility>  // Boost 1.74 asio needs std::exchange declared first
+#include <boost/asio.hpp>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/app.hpp"
+
+namespace kw::server {
+
+struct HttpOptions {
+    std::string listen = "127.0.0.1:8443";  // "" disables TCP
+    std::string unix_socket;                 // "" disables the unix socket
+    std::size_t threads = 4;
+    std::size_t body_limit = 1 << 20;   // bytes
+    std::size_t header_limit = 16 * 1024;
+    int request_timeout_s = 10;
+};
+
+class HttpServer {
+public:
+    HttpServer(App& app, HttpOptions options);
+    ~HttpServer();
+    /// Binds and starts the threads. Throws on a bad address.
+    void start();
+    /// Stops accepting; returns when in-flight requests are answered (or after `grace_s`).
+    void stop(int grace_s = 10);
+    [[nodiscard]] unsigned short tcp_port() const noexcept { return tcp_port_; }
+    [[nodiscard]] std::size_t in_flight() const noexcept;
+
+private:
+    App& app_;
+    HttpOptions options_;
+    boost::asio::io_context io_;
+    std::unique_ptr<boost::asio::ip::tcp::acceptor> tcp_;
+    std::unique_ptr<boost::asio::local::stream_protocol::acceptor> unix_;
+    std::vector<std::thread> threads_;
+    std::shared_ptr<std::atomic<std::size_t>> in_flight_ = std::make_shared<std::atomic<std::size_t>>(0);
+    unsigned short tcp_port_ = 0;
+};
+
+}  // namespace kw::server

@@ -1,0 +1,202 @@
+// keywardend: the long-running keywarden service.
+//
+//   keywardend [--config PATH] [--listen HOST:PORT] [--unix-socket PATH] [--threads N]
+//
+// Holds the one HSM session, the store and the audit log; serves the HTTP
+// API (docs/api.md) on TCP and a unix socket; runs the rotation scheduler.
+// SIGTERM/SIGINT: stop accepting, finish in-flight requests, flush the audit
+// log, exit 0. SIGHUP: reload rotation policies from the store.
+#include <pwd.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <condition_variable>
+#include <iostream>
+#include <thread>
+
+#include "core/audit/keys.hpp"
+#include "core/audit/log.hpp"
+#include "core/audit/sqlite_sink.hpp"
+#include "core/error.hpp"
+#include "core/root_keys.hpp"
+#include "server/http_server.hpp"
+#include "token/error.hpp"
+#include "token/pin.hpp"
+
+namespace po = boost::program_options;
+using namespace kw;
+
+namespace {
+
+void log_line(const std::string& msg) { std::cerr << "keywardend: " << msg << std::endl; }
+
+int run(int argc, char** argv) {
+    po::options_description desc("keywardend [options]");
+    desc.add_options()("help,h", "this help")("config", po::value<std::string>(), "keywarden.toml")(
+        "listen", po::value<std::string>(), "TCP HOST:PORT (overrides [server] listen; '' disables)")(
+        "unix-socket", po::value<std::string>(), "unix socket path (overrides [server] unix_socket)")(
+        "threads", po::value<std::size_t>()->default_value(4), "HTTP worker threads");
+    po::variables_map vm;
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::notify(vm);
+    if (vm.count("help")) {
+        std::cout << desc << "\n";
+        return 0;
+    }
+    std::optional<std::string> config_path;
+    if (vm.count("config")) config_path = vm["config"].as<std::string>();
+    core::Config config = core::load_config(config_path);
+    if (vm.count("listen")) config.listen = vm["listen"].as<std::string>();
+    if (vm.count("unix-socket")) config.unix_socket = vm["unix-socket"].as<std::string>();
+
+    // Signals are handled by one thread with sigwait; block them everywhere first.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    token::TokenConfig tc;
+    tc.module_path = config.hsm_module;
+    tc.selector.label = config.token_label;
+    tc.selector.serial = config.token_serial;
+    tc.selector.uri = config.token_uri;
+    tc.sessions = config.sessions;
+    token::Token token(tc);
+    token::PinSource pin_source;
+    pin_source.env_var = config.pin_env;
+    pin_source.file = config.pin_file;
+    token.login(token::read_pin(pin_source));
+    ::unsetenv(config.pin_env.c_str());  // nothing we start later inherits it
+
+    core::RootKeys roots = core::load_root_keys(token);
+    auto store = core::open_store(config.store_url, core::StoreOptions{config.busy_timeout_ms});
+    core::audit::SqliteSink sink(core::audit::sqlite_path_from_url(config.store_url),
+                                 config.durability == "power" ? core::audit::Durability::power : core::audit::Durability::process,
+                                 config.busy_timeout_ms);
+    core::audit::Keys audit_keys(token, roots);
+    core::SystemClock clock;
+    core::audit::LogOptions lo;
+    lo.checkpoint_every = static_cast<std::uint64_t>(config.checkpoint_every);
+    lo.checkpoint_seconds = config.checkpoint_seconds;
+    core::audit::Log audit(sink, audit_keys, clock, lo);
+    core::KeyService keys(token, *store, roots, clock, audit, "keywardend", config.handle_cache_size);
+    core::tokens::TokenService tokens(keys);
+    auto doc = store->policy_document();
+    core::rotation::PolicySet policies = doc ? core::rotation::PolicySet::parse(doc->second, doc->first) : core::rotation::PolicySet{};
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    core::rotation::Engine engine(keys, tokens, policies,
+                                  core::rotation::EngineOptions{std::string(host) + ":" + std::to_string(getpid()), 300});
+    std::mutex rotation_mutex;
+    core::ratelimit::Gcra token_limits(core::ratelimit::Limit{100, 1000, 100});
+    core::ratelimit::Gcra key_limits(core::ratelimit::Limit{1000, 1000, 1000});
+    core::metrics::Registry metrics;
+    std::atomic<bool> draining{false};
+
+    metrics.help("keywarden_http_requests_total", "counter", "HTTP requests by route and status");
+    metrics.help("keywarden_http_request_seconds", "histogram", "HTTP request latency");
+    metrics.help("keywarden_token_verifications_total", "counter", "API token verifications by code");
+    metrics.help("keywarden_rate_limit_denials_total", "counter", "requests refused by the rate limiter");
+    metrics.help("keywarden_rotations_total", "counter", "rotations by outcome");
+    metrics.help("keywarden_hsm_operation_seconds", "histogram", "HSM sign/HMAC latency");
+    metrics.help("keywarden_hsm_errors_total", "counter", "PKCS#11 errors by CKR name");
+    metrics.gauge_fn("keywarden_audit_queue_depth", [&] {
+        return std::vector<std::pair<core::metrics::Labels, double>>{{{}, static_cast<double>(audit.queue_depth())}};
+    });
+    metrics.gauge_fn("keywarden_key_versions", [&] {
+        std::vector<std::pair<core::metrics::Labels, double>> out;
+        for (const auto& [state, n] : store->stats().versions_by_state) out.push_back({{{"state", state}}, n});
+        return out;
+    });
+    metrics.gauge_fn("keywarden_next_rotation_seconds", [&] {
+        std::lock_guard lock(rotation_mutex);
+        std::optional<core::UnixTime> next;
+        for (const auto& k : store->list_keys()) {
+            if (auto d = engine.next_due(k); d && (!next || *d < *next)) next = d;
+        }
+        if (!next) return std::vector<std::pair<core::metrics::Labels, double>>{};
+        return std::vector<std::pair<core::metrics::Labels, double>>{{{}, static_cast<double>(*next - clock.now())}};
+    });
+
+    server::App app{config, token,  *store,      audit,      keys,    tokens, engine, policies,
+                    rotation_mutex, token_limits, key_limits, metrics, draining};
+    server::HttpOptions ho;
+    ho.listen = config.listen;
+    ho.unix_socket = config.unix_socket;
+    ho.threads = vm["threads"].as<std::size_t>();
+    server::HttpServer http(app, ho);
+    http.start();
+    log_line("serving on " + (ho.listen.empty() ? std::string("-") : "tcp " + ho.listen.substr(0, ho.listen.rfind(':')) + ":" +
+                                                                          std::to_string(http.tcp_port())) +
+             (ho.unix_socket.empty() ? "" : " and unix " + ho.unix_socket) + "; token '" + token.info().label + "'");
+
+    // The rotation scheduler.
+    std::mutex stop_mutex;
+    std::condition_variable stop_cv;
+    bool stopping = false;
+    std::thread scheduler([&] {
+        for (;;) {
+            {
+                std::unique_lock lock(stop_mutex);
+                if (stop_cv.wait_for(lock, std::chrono::seconds(config.rotation_check_interval), [&] { return stopping; })) return;
+            }
+            try {
+                std::lock_guard lock(rotation_mutex);
+                for (const auto& r : engine.run_due()) {
+                    metrics.inc("keywarden_rotations_total", {{"outcome", r.outcome.empty() ? r.state : r.outcome}});
+                }
+            } catch (const std::exception& e) {
+                metrics.inc("keywarden_rotations_total", {{"outcome", "error"}});
+                log_line(std::string("rotation check failed: ") + e.what());
+            }
+        }
+    });
+
+    for (;;) {
+        int sig = 0;
+        sigwait(&signals, &sig);
+        if (sig == SIGHUP) {
+            try {
+                std::lock_guard lock(rotation_mutex);
+                auto d = store->policy_document();
+                policies = d ? core::rotation::PolicySet::parse(d->second, d->first) : core::rotation::PolicySet{};
+                log_line("policies reloaded: " + std::to_string(policies.policies().size()));
+            } catch (const std::exception& e) {
+                log_line(std::string("policy reload failed, keeping the old set: ") + e.what());
+            }
+            continue;
+        }
+        log_line("shutting down: finishing in-flight requests");
+        draining = true;
+        http.stop(10);
+        {
+            std::lock_guard lock(stop_mutex);
+            stopping = true;
+        }
+        stop_cv.notify_all();
+        scheduler.join();
+        audit.checkpoint_now();
+        log_line("stopped cleanly");
+        return 0;
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const po::error& e) {
+        std::cerr << "keywardend: " << e.what() << "\n";
+        return 2;
+    } catch (const token::Pkcs11Error& e) {
+        std::cerr << "keywardend: " << e.what() << "\n";
+        return e.rv() == CKR_PIN_INCORRECT ? 4 : 1;
+    } catch (const std::exception& e) {
+        std::cerr << "keywardend: " << e.what() << "\n";
+        return 1;
+    }
+}
