@@ -200,10 +200,18 @@ ManagedKey KeyService::generate(const GenerateRequest& request) {
     }
     v.primary = true;
     key.versions.push_back(std::move(v));
-    store_.create_key(key);
+    // Fail closed: the event is durable before the key is recorded. If the
+    // store write then fails, a follow-up event says so.
     const auto& v1 = key.versions.front();
     audit(audit::EventType::key_created, key.name, v1.kid, "generate", "ok",
           {{"type", to_string(key.type)}, {"residency", to_string(v1.residency)}, {"scopes", key.scopes}});
+    try {
+        store_.create_key(key);
+    } catch (const std::exception& e) {
+        if (v1.residency == Residency::token) destroy_material(key, v1);  // no token object without a record
+        audit(audit::EventType::key_created, key.name, v1.kid, "generate", "error", {{"error", e.what()}});
+        throw;
+    }
     return key;
 }
 
@@ -309,14 +317,24 @@ SignResult KeyService::sign(std::string_view name, std::span<const std::uint8_t>
     // Fail closed: the event is durable before the token signs anything.
     audit(audit::EventType::key_used, key.name, v->kid, "sign", "ok",
           {{"mechanism", token::to_string(result.mechanism)}, {"bytes", data.size()}});
-    auto lease = token_.session();
-    const auto& s = lease.session();
-    try {
-        CK_OBJECT_HANDLE h = working_handle(s, key, *v);
-        result.signature = token::sign(s, h, result.mechanism, data);
-    } catch (const std::exception& e) {
-        audit(audit::EventType::key_used, key.name, v->kid, "sign", "error", {{"error", e.what()}});
-        throw;
+    std::exception_ptr failure;
+    std::string why;
+    {
+        auto lease = token_.session();
+        const auto& s = lease.session();
+        try {
+            CK_OBJECT_HANDLE h = working_handle(s, key, *v);
+            result.signature = token::sign(s, h, result.mechanism, data);
+        } catch (const std::exception& e) {
+            failure = std::current_exception();
+            why = e.what();
+        }
+    }
+    if (failure) {
+        // Audited after the session went back to the pool: the audit writer
+        // needs a session of its own for the event's MAC.
+        audit(audit::EventType::key_used, key.name, v->kid, "sign", "error", {{"error", why}});
+        std::rethrow_exception(failure);
     }
     if ((result.mechanism == token::SignMechanism::ecdsa_sha256 || result.mechanism == token::SignMechanism::ecdsa_sha384) &&
         options.format == SignatureFormat::der) {

@@ -28,6 +28,9 @@ struct App {
     std::mutex& rotation_mutex;
     core::ratelimit::Gcra& token_limits;  // per API token (kid)
     core::ratelimit::Gcra& key_limits;    // per managed key name
+    // Brute-force guard: NOT_FOUND answers per caller address; a caller that
+    // exhausts it is refused (429 SLOW_DOWN) until its allowance refills.
+    core::ratelimit::Gcra& not_found_limits;
     core::metrics::Registry& metrics;
     std::atomic<bool>& draining;
 };

@@ -8,6 +8,17 @@ namespace {
 
 using core::tokens::VerifyCode;
 
+void guard(App& app, const Request& r) {
+    if (!app.not_found_limits.peek("nf:" + r.peer).allowed) {
+        app.metrics.inc("keywarden_rate_limit_denials_total", {{"scope", "brute_force"}});
+        throw ApiError(429, "SLOW_DOWN", "too many unknown tokens from this caller; slow down");
+    }
+}
+
+void count_not_found(App& app, const Request& r, const nlohmann::json& result) {
+    if (result.value("code", "") == "NOT_FOUND") (void)app.not_found_limits.take("nf:" + r.peer, 1);
+}
+
 nlohmann::json verify_one(App& app, std::string_view token, const std::optional<std::string>& scope, std::int64_t cost) {
     if (cost < 1 || cost > 1000) throw ApiError(400, "BAD_COST", "cost must be 1..1000");
     core::ratelimit::Decision rl;
@@ -54,7 +65,9 @@ Response tokens_verify(App& app, const Request& r) {
     auto body = parse_body(r, {"token", "scope", "cost"});
     std::string token = body.contains("token") ? require_string(body, "token") : bearer(r);
     if (token.empty()) throw ApiError(400, "MISSING_FIELD", "give the token in 'token' or as Authorization: Bearer");
+    guard(app, r);
     auto j = verify_one(app, token, optional_string(body, "scope"), optional_int(body, "cost").value_or(1));
+    count_not_found(app, r, j);
     Response resp = Response::json(j, j["code"] == "RATE_LIMITED" ? 429 : 200);
     if (j.contains("ratelimit")) {
         resp.headers["RateLimit-Limit"] = std::to_string(j["ratelimit"]["limit"].get<std::int64_t>());
@@ -70,6 +83,7 @@ Response tokens_verify_batch(App& app, const Request& r) {
         throw ApiError(400, "BAD_TYPE", "'tokens' must be an array of {token, scope?, cost?}");
     }
     if (body["tokens"].size() > 100) throw ApiError(413, "BATCH_TOO_LARGE", "at most 100 tokens per batch");
+    guard(app, r);
     nlohmann::json results = nlohmann::json::array();
     for (const auto& item : body["tokens"]) {
         if (!item.is_object()) throw ApiError(400, "BAD_TYPE", "each batch item must be an object");
@@ -78,6 +92,7 @@ Response tokens_verify_batch(App& app, const Request& r) {
         }
         results.push_back(verify_one(app, require_string(item, "token"), optional_string(item, "scope"),
                                      optional_int(item, "cost").value_or(1)));
+        count_not_found(app, r, results.back());
     }
     return Response::json({{"results", results}});
 }

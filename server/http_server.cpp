@@ -127,7 +127,13 @@ void accept_loop(Acceptor& acceptor, App& app, const HttpOptions& options, std::
     acceptor.async_accept([&acceptor, &app, &options, in_flight, kind](beast::error_code ec, Socket socket) {
         if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
         if (!ec) {
-            std::make_shared<Session<Socket>>(std::move(socket), app, options, kind, in_flight)->run();
+            std::string peer = kind;
+            if constexpr (std::is_same_v<Socket, asio::ip::tcp::socket>) {
+                beast::error_code pe;
+                auto ep = socket.remote_endpoint(pe);
+                if (!pe) peer = "tcp:" + ep.address().to_string();
+            }
+            std::make_shared<Session<Socket>>(std::move(socket), app, options, peer, in_flight)->run();
         }
         accept_loop<Acceptor, Socket>(acceptor, app, options, in_flight, kind);
     });

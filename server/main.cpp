@@ -93,6 +93,7 @@ int run(int argc, char** argv) {
     std::mutex rotation_mutex;
     core::ratelimit::Gcra token_limits(core::ratelimit::Limit{100, 1000, 100});
     core::ratelimit::Gcra key_limits(core::ratelimit::Limit{1000, 1000, 1000});
+    core::ratelimit::Gcra not_found_limits(core::ratelimit::Limit{30, 60000, 30});  // 30 unknown tokens a minute
     core::metrics::Registry metrics;
     std::atomic<bool> draining{false};
 
@@ -122,7 +123,7 @@ int run(int argc, char** argv) {
     });
 
     server::App app{config, token,  *store,      audit,      keys,    tokens, engine, policies,
-                    rotation_mutex, token_limits, key_limits, metrics, draining};
+                    rotation_mutex, token_limits, key_limits, not_found_limits, metrics, draining};
     server::HttpOptions ho;
     ho.listen = config.listen;
     ho.unix_socket = config.unix_socket;

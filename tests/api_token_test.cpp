@@ -313,6 +313,36 @@ TEST_CASE("every verification code is reached by a real scenario") {
         verify_audited(s, t, VerifyCode::VALID, "sign:payments-eu");
         verify_audited(s, t, VerifyCode::VALID);  // no scope required
     }
+    SUBCASE("RATE_LIMITED when the gate refuses; a refused request spends no use") {
+        auto issued = s.tokens->issue(IssueRequest{.name = "gated", .scopes = {"read_only"}, .max_uses = 2});
+        const std::string t(issued.token.view());
+        int gate_calls = 0;
+        std::string seen_name;
+        auto refuse = [&](const Verification& v) {
+            ++gate_calls;
+            seen_name = v.name;
+            return false;
+        };
+        const std::uint64_t before = s.audit_head();
+        auto v = s.tokens->verify(t, "read_only", refuse);
+        CHECK(v.code == VerifyCode::RATE_LIMITED);
+        CHECK(gate_calls == 1);
+        CHECK(seen_name == "gated");
+        CHECK(s.store->token_record(issued.key.versions.front().kid)->uses == 0);
+        audit::Query q;
+        q.after_seq = before;
+        auto events = s.sink->query(q);
+        REQUIRE(events.size() == 1);
+        CHECK(events.front().type == audit::EventType::verify_failed);
+        CHECK(events.front().outcome == "RATE_LIMITED");
+        // The gate runs only after the other checks passed.
+        (void)s.tokens->verify(t, "read_write", refuse);
+        CHECK(gate_calls == 1);
+        // An accepting gate changes nothing.
+        auto ok = s.tokens->verify(t, "read_only", [](const Verification&) { return true; });
+        CHECK(ok.code == VerifyCode::VALID);
+        CHECK(ok.remaining_uses == 1);
+    }
     SUBCASE("MALFORMED: typo, garbage, empty") {
         auto issued = s.tokens->issue(IssueRequest{.name = "typo"});
         std::string t(issued.token.view());

@@ -73,3 +73,36 @@ TEST_CASE("handle cache evicts least recently used and reports owned evictions")
     CHECK_FALSE(cache.get("c", 2));  // stale generation (after fork) reads as absent
     CHECK(cache.size() == 1);
 }
+
+#include "core/ratelimit/gcra.hpp"
+
+TEST_CASE("GCRA allows exactly the burst, then refills with time") {
+    std::int64_t now_ms = 1'000'000;
+    kw::core::ratelimit::Gcra g({5, 1000, 5}, [&] { return now_ms; });
+    for (int i = 0; i < 5; ++i) {
+        auto d = g.take("k");
+        CHECK(d.allowed);
+        CHECK(d.remaining == 4 - i);
+    }
+    auto denied = g.take("k");
+    CHECK_FALSE(denied.allowed);
+    CHECK(denied.retry_after_ms == 200);  // one emission interval
+    CHECK_FALSE(g.peek("k").allowed);
+    CHECK(g.take("other").allowed);  // keys are independent
+    now_ms += 200;
+    CHECK(g.take("k").allowed);
+    CHECK_FALSE(g.take("k").allowed);
+    now_ms += 1000;
+    for (int i = 0; i < 5; ++i) CHECK(g.take("k").allowed);
+    CHECK_FALSE(g.take("k").allowed);
+    g.set_limit("k", {100, 1000, 100});  // limits change without restart
+    CHECK(g.take("k").allowed);
+}
+
+TEST_CASE("GCRA cost counts several units") {
+    std::int64_t now_ms = 0;
+    kw::core::ratelimit::Gcra g({10, 1000, 10}, [&] { return now_ms; });
+    CHECK(g.take("k", 7).allowed);
+    CHECK_FALSE(g.take("k", 4).allowed);
+    CHECK(g.take("k", 3).allowed);
+}

@@ -59,13 +59,19 @@ bool Verifier::check(const Event& e, const Event* next) {
         // true predecessor; re-hashing at the position after that one must
         // reproduce the stored hash.
         if (options_.find_hash) {
-            if (auto m = options_.find_hash(e.prev_hash); m && *m + 1 != e.seq) {
-                Event moved = e;
-                moved.seq = *m + 1;
-                if (compute_hash(moved) == e.hash) {
-                    return fail(n, Problem::reordered,
-                                "event at seq " + std::to_string(n) + " is event " + std::to_string(*m + 1) +
-                                    " moved out of place");
+            if (auto m = options_.find_hash(e.prev_hash)) {
+                // Where did it come from? Its true seq is one past its true
+                // predecessor, unless that predecessor moved too (adjacent
+                // swaps, a row moved to the end): try the few places it can be.
+                for (std::uint64_t candidate : {*m + 1, *m, n + 1, n - 1}) {
+                    if (candidate == 0 || candidate == e.seq) continue;
+                    Event moved = e;
+                    moved.seq = candidate;
+                    if (compute_hash(moved) == e.hash) {
+                        return fail(n, Problem::reordered,
+                                    "event at seq " + std::to_string(n) + " is event " + std::to_string(candidate) +
+                                        " moved out of place");
+                    }
                 }
             }
         }

@@ -20,6 +20,7 @@ void Gcra::set_default(Limit limit) {
 void Gcra::set_limit(const std::string& key, Limit limit) {
     std::lock_guard lock(mutex_);
     limits_[key] = limit;
+    tat_.erase(key);  // a new limit starts with a full allowance
 }
 
 Limit Gcra::limit_for(const std::string& key) const {
@@ -28,7 +29,10 @@ Limit Gcra::limit_for(const std::string& key) const {
     return it != limits_.end() ? it->second : default_;
 }
 
-Decision Gcra::take(const std::string& key, std::int64_t cost) {
+Decision Gcra::take(const std::string& key, std::int64_t cost) { return decide(key, cost, true); }
+Decision Gcra::peek(const std::string& key, std::int64_t cost) { return decide(key, cost, false); }
+
+Decision Gcra::decide(const std::string& key, std::int64_t cost, bool commit) {
     std::lock_guard lock(mutex_);
     auto lit = limits_.find(key);
     const Limit l = lit != limits_.end() ? lit->second : default_;
@@ -36,7 +40,8 @@ Decision Gcra::take(const std::string& key, std::int64_t cost) {
     // Emission interval: the time one request "costs"; the bucket holds burst of them.
     const std::int64_t interval = std::max<std::int64_t>(1, l.period_ms * 1000 / std::max<std::int64_t>(1, l.limit));
     const std::int64_t capacity = interval * std::max<std::int64_t>(1, l.burst);
-    std::int64_t& tat = tat_[key];
+    auto found = tat_.find(key);
+    const std::int64_t tat = found != tat_.end() ? found->second : 0;
     const std::int64_t base = std::max(tat, t);
     const std::int64_t new_tat = base + interval * cost;
     const std::int64_t allow_at = new_tat - capacity;
@@ -49,7 +54,7 @@ Decision Gcra::take(const std::string& key, std::int64_t cost) {
         d.reset_ms = (base - t + 999) / 1000;
         return d;
     }
-    tat = new_tat;
+    if (commit) tat_[key] = new_tat;
     d.remaining = std::max<std::int64_t>(0, (t - (new_tat - capacity)) / interval);
     d.reset_ms = (new_tat - t + 999) / 1000;
     return d;

@@ -34,11 +34,14 @@ public:
 
     /// Takes `cost` from `key`'s allowance, or denies without taking anything.
     Decision take(const std::string& key, std::int64_t cost = 1);
+    /// What take() would answer, without taking anything.
+    [[nodiscard]] Decision peek(const std::string& key, std::int64_t cost = 1);
     void set_default(Limit limit);
     void set_limit(const std::string& key, Limit limit);
     [[nodiscard]] Limit limit_for(const std::string& key) const;
 
 private:
+    Decision decide(const std::string& key, std::int64_t cost, bool commit);
     std::int64_t now() const;
     mutable std::mutex mutex_;
     Limit default_;

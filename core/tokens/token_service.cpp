@@ -97,12 +97,13 @@ IssuedToken TokenService::issue(const IssueRequest& request) {
     if (r.expires_in) key.expires_at = key.created_at + *r.expires_in;
     TokenRecord record;
     IssuedToken issued = make_token(key, 1, r.prefix, r.max_uses, record);
-    keys_.store().create_token_key(key, record);
+    // Audit first (fail closed): no token exists that the log does not know.
     keys_.audit(audit::EventType::token_issued, key.name, record.kid, "issue", "ok",
                 {{"type", core::to_string(key.type)},
                  {"display", record.display},
                  {"scopes", key.scopes},
                  {"max_uses", r.max_uses ? nlohmann::json(*r.max_uses) : nlohmann::json(nullptr)}});
+    keys_.store().create_token_key(key, record);
     issued.key = key;
     return issued;
 }
@@ -127,8 +128,8 @@ IssuedToken TokenService::issue_version(std::string_view name, std::optional<std
     IssuedToken issued = make_token(scratch, next, prefix, max_uses, record, std::move(kid));
     KeyVersion v = scratch.versions.front();
     v.primary = false;  // rotation decides when it becomes primary
-    keys_.store().add_token_version(key.id, v, record);
     keys_.audit(audit::EventType::token_issued, key.name, record.kid, "issue_version", "ok", {{"display", record.display}});
+    keys_.store().add_token_version(key.id, v, record);
     issued.key = keys_.get(name);
     return issued;
 }
