@@ -81,13 +81,14 @@ Response create_key(App& app, const Request& r) {
 }
 
 Response issue_token(App& app, const Request& r) {
-    auto body = parse_body(r, {"name", "scopes", "expires_in", "prefix", "max_uses", "provisioning", "owner"});
+    auto body = parse_body(r, {"name", "scopes", "expires_in", "prefix", "max_uses", "refill_seconds", "provisioning", "owner"});
     core::tokens::IssueRequest req;
     req.name = require_string(body, "name");
     req.scopes = strings(body, "scopes");
     req.expires_in = optional_int(body, "expires_in");
     req.prefix = optional_string(body, "prefix").value_or("kw_live");
     req.max_uses = optional_int(body, "max_uses");
+    req.refill = optional_int(body, "refill_seconds");
     req.owner = optional_string(body, "owner").value_or("");
     if (body.contains("provisioning")) {
         if (!body["provisioning"].is_boolean()) throw ApiError(400, "BAD_TYPE", "'provisioning' must be a boolean");
@@ -183,11 +184,16 @@ Response admin(App& app, const Request& r, const std::string& path) {
             }
             if (get && action == "usage") {
                 auto key = app.keys.get(name);
+                const auto now = app.keys.clock().now();
                 nlohmann::json toks = nlohmann::json::array();
                 for (const auto& v : key.versions) {
                     if (auto rec = app.store.token_record(v.kid)) {
+                        auto left = rec->remaining(now);
+                        auto refill = rec->next_refill(now);
                         toks.push_back({{"kid", rec->kid}, {"uses", rec->uses},
                                         {"max_uses", rec->max_uses ? nlohmann::json(*rec->max_uses) : nlohmann::json(nullptr)},
+                                        {"credits_remaining", left ? nlohmann::json(*left) : nlohmann::json(nullptr)},
+                                        {"next_refill", refill ? nlohmann::json(core::format_time(*refill)) : nlohmann::json(nullptr)},
                                         {"last_used_at", rec->last_used_at ? nlohmann::json(core::format_time(*rec->last_used_at))
                                                                            : nlohmann::json(nullptr)}});
                     } else {
@@ -195,7 +201,7 @@ Response admin(App& app, const Request& r, const std::string& path) {
                         toks.push_back({{"kid", v.kid}, {"last_used_at", last ? nlohmann::json(core::format_time(*last)) : nlohmann::json(nullptr)}});
                     }
                 }
-                return Response::json({{"key", name}, {"versions", toks}});
+                return Response::json({{"key", name}, {"versions", toks}, {"by_outcome", app.store.usage_by_outcome(name)}});
             }
             if (post) return key_action(app, r, name, action);
         }

@@ -44,7 +44,7 @@ nlohmann::json verify_one(App& app, std::string_view token, const std::optional<
                     {"scopes", v.scopes},
                     {"expires_at", v.expires_at ? nlohmann::json(core::format_time(*v.expires_at)) : nlohmann::json(nullptr)}};
         j["credits"] = {{"remaining", v.remaining_uses ? nlohmann::json(*v.remaining_uses) : nlohmann::json(nullptr)},
-                        {"refill", nullptr}};
+                        {"refill", v.next_refill ? nlohmann::json(core::format_time(*v.next_refill)) : nlohmann::json(nullptr)}};
     }
     if (rl.limit != 0) {
         j["ratelimit"] = {{"limit", rl.limit}, {"remaining", rl.remaining}, {"reset_ms", rl.reset_ms}};

@@ -75,7 +75,8 @@ Response handle(App& app, const Request& r) {
     if (starts_with(route, "/v1/keys/")) route = "/v1/keys/{name}/" + route.substr(route.rfind('/') + 1);
     if (starts_with(route, "/v1/jwt/")) route = "/v1/jwt/{name}/sign";
     if (starts_with(route, "/v1/admin/")) route = "/v1/admin";
-    if (resp.status == 404 && !starts_with(r.target, "/v1/")) route = "other";
+    static const std::set<std::string> routes{"/healthz", "/readyz", "/metrics", "/.well-known/jwks.json", "/v1/tokens/verify", "/v1/tokens/verify:batch", "/v1/keys/{name}/sign", "/v1/keys/{name}/verify", "/v1/keys/{name}/hmac", "/v1/jwt/{name}/sign", "/v1/admin"};
+    if (!routes.contains(route)) route = "other";  // unknown paths must not create series
     app.metrics.inc("keywarden_http_requests_total", {{"route", route}, {"status", std::to_string(resp.status)}});
     app.metrics.observe("keywarden_http_request_seconds", {{"route", route}}, seconds);
     return resp;

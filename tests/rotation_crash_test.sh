@@ -15,7 +15,9 @@
 # 2. Crashes inside a time window (1 h): killed at a step after which the
 #    rotation legitimately waits; recovery must leave it waiting, consistent.
 # 3. Random kill points: `rotation_runner loop` (IMMEDIATE rotations of every
-#    key, then run_due, forever) is SIGKILLed after a random 20-300 ms,
+#    key, then run_due, forever) is SIGKILLed a random 20-300 ms after it has
+#    logged in (a kill inside SoftHSM's C_Login can corrupt the SoftHSM token
+#    file itself, which is not what this test is about),
 #    KW_ROT_KILLS times (default 100); recover and check after each. A
 #    token-residency rotation takes 250-400 ms in SoftHSM (a wrapped one
 #    ~40 ms), so every other round loops over the wrapped keys only, or
@@ -74,6 +76,44 @@ json_get() { $PY -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)"
 keys=(k-hmac-1 k-ecdsa-1 k-rsa-1 k-ed-1 k-hmac-2 k-ecdsa-2 k-rsa-2 k-ed-2)
 "$runner" check >out 2>err || fail "invariants broken right after setup"
 printf 'rotation crash test message %s\n' "$RANDOM" >msg
+
+# ---------------------------------------------------------------- 0. the checker can fail
+# Each breakage is made in a copy of the store; `check` must refuse it.
+db=${KEYWARDEN_STORE_URL#sqlite:}
+db=${db#//}
+checker_cases=0
+broken() {  # broken DESCRIPTION EXPECTED_MESSAGE SQL
+  local what=$1 want=$2 sql=$3 copy="$work/broken.db"
+  rm -f "$copy" "$copy-wal" "$copy-shm"
+  $PY - "$db" "$copy" "$sql" <<'PYEOF' || fail "checker self-test '$what': could not prepare the broken copy"
+import sqlite3, sys
+src = sqlite3.connect(sys.argv[1]); dst = sqlite3.connect(sys.argv[2])
+src.backup(dst); src.close()
+dst.executescript(sys.argv[3]); dst.commit(); dst.close()
+PYEOF
+  local status=0
+  KEYWARDEN_STORE_URL="sqlite:$copy" "$runner" check >out 2>err || status=$?
+  [ "$status" -eq 1 ] || fail "checker self-test '$what': check exited $status, expected 1"
+  grep -q -- "$want" out || fail "checker self-test '$what': no '$want' in its report"
+  checker_cases=$((checker_cases + 1))
+  echo "ok: check refuses a store with $what"
+}
+first_wrapped="(SELECT kid FROM key_versions WHERE residency = 'wrapped' ORDER BY kid LIMIT 1)"
+first_token="(SELECT kid FROM key_versions WHERE residency = 'token' ORDER BY kid LIMIT 1)"
+broken "a wrapped version without its blob" "points at nothing" \
+  "UPDATE key_versions SET wrapped_blob = NULL WHERE kid = $first_wrapped;"
+broken "a token object without a version record" "belong to no live token-residency version" \
+  "DELETE FROM key_versions WHERE kid = $first_token;"
+broken "a destroyed version whose blob is still stored" "destroyed, but its wrapped blob" \
+  "UPDATE key_versions SET state = 'destroyed', is_primary = 0 WHERE kid = $first_wrapped;"
+broken "a key without a primary version" "0 primary versions" \
+  "UPDATE key_versions SET is_primary = 0 WHERE kid = $first_wrapped;"
+broken "a rotation left open with nothing to wait for" "waits for nothing" \
+  "INSERT INTO rotations(key_id, key_name, strategy, from_kid, to_kid, state, started_at, params)
+   SELECT key_id, (SELECT name FROM keys WHERE id = key_id), 'IMMEDIATE', kid, kid, 'generated', 0, '{}'
+   FROM key_versions WHERE kid = $first_wrapped;"
+broken "an edited audit event" "audit chain" \
+  "UPDATE audit_events SET details = '{\"edited\":true}' WHERE seq = (SELECT MAX(seq) FROM audit_events);"
 
 # ---------------------------------------------------------------- 1. every crash point
 covered=0
@@ -151,8 +191,24 @@ rotations=0
 empty=0
 for ((i = 1; i <= kills; i++)); do
   if ((i % 2)); then globs='k-*'; else globs='k-hmac-*,k-ecdsa-*'; fi
+  rm -f loop.out loop.err  # (else the wait below could see the last round's "ready")
   "$runner" loop "$globs" >loop.out 2>loop.err &
   pid=$!
+  # Wait until it has logged in (see "ready" in rotation_runner.cpp: SoftHSM
+  # rewrites token.object in place during C_Login), then kill it at a random
+  # point of its rotation work.
+  for ((t = 0; t < 2000; t++)); do
+    grep -q '^ready' loop.out 2>/dev/null && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.01
+  done
+  if ! grep -q '^ready' loop.out; then
+    kill -9 "$pid" 2>/dev/null || true
+    status=0
+    wait "$pid" || status=$?
+    { cat loop.err; echo "(loop.out:)"; cat loop.out; } >err
+    fail "random kill $i: the loop did not get ready (exit status $status)"
+  fi
   sleep "$(printf '0.%03d' $((20 + RANDOM % 281)))"
   kill -9 "$pid" 2>/dev/null || true
   status=0
@@ -180,6 +236,7 @@ final=$(cat out)
 summary=""
 for st in "${!interrupted[@]}"; do summary+="$st=${interrupted[$st]} "; done
 echo "rotation crash test summary:"
+echo "  checker self-test: $checker_cases kinds of broken store refused"
 echo "  crash points: ${#steps[@]} (${steps[*]}); $covered step/strategy kills, all recovered to success"
 for step in "${steps[@]}"; do echo "    $step: ${covered_steps[$step]} strateg$([ "${covered_steps[$step]}" -eq 1 ] && echo y || echo ies)"; done
 echo "  window crashes: $windows recovered into a legitimate wait"

@@ -242,6 +242,12 @@ int cmd_loop(const std::string& globs) {
     rot::Engine engine(*w.keys, *w.tokens, none, rot::EngineOptions{owner_id(), 300});
     std::mt19937 rng(static_cast<unsigned>(getpid()) ^
                      static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
+    // Logged in: from here on a kill lands in rotation work. (SoftHSM's
+    // file store rewrites token.object in place on every C_Login to update
+    // the PIN flags; a SIGKILL during that write leaves the token
+    // uninitialised, which is SoftHSM's crash safety, not the engine's.)
+    std::printf("ready\n");
+    std::fflush(stdout);
     for (std::uint64_t round = 1;; ++round) {
         auto keys = w.store->list_keys();
         std::shuffle(keys.begin(), keys.end(), rng);

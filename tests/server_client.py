@@ -12,9 +12,10 @@ the assertions, so each check is printed (and fails) in one place.
   truncated HOST PORT                   Content-Length 100, 10 bytes sent, close
   slowloris HOST PORT CONNS SECONDS     header bytes one per second on CONNS
                                         connections while /healthz is probed
-  load HOST PORT PID SIGNAL AFTER THREADS SVC_TOKEN
-                                        THREADS threads verify and sign in a loop;
-                                        SIGNAL goes to PID after AFTER seconds
+  load HOST PORT PID SIGNAL AFTER THREADS TOKEN MODE
+                                        THREADS threads verify TOKEN (MODE verify) or
+                                        verify and sign with it (MODE mixed) in a
+                                        loop; SIGNAL goes to PID after AFTER seconds
   race HOST PORT TOKEN THREADS ATTEMPTS all threads verify TOKEN at once
 """
 import http.client
@@ -174,7 +175,7 @@ def cmd_slowloris(host, port, conns, seconds):
     }))
 
 
-def cmd_load(host, port, pid, signame, after, threads, svc):
+def cmd_load(host, port, pid, signame, after, threads, svc, mode):
     """Verify and sign in a loop on `threads` threads; send `signame` to
     `pid` after `after` seconds; keep going until the server is gone.
 
@@ -198,7 +199,10 @@ def cmd_load(host, port, pid, signame, after, threads, svc):
         i = 0
         while not stop.is_set():
             i += 1
-            path, body = ("/v1/tokens/verify", verify_body) if (i + n) % 2 else ("/v1/keys/pay-ecdsa/sign", sign_body)
+            if mode == "verify" or (i + n) % 2:
+                path, body = "/v1/tokens/verify", verify_body
+            else:
+                path, body = "/v1/keys/pay-ecdsa/sign", sign_body
             t_start = time.monotonic()
             if conn is None:
                 conn = http.client.HTTPConnection(host, port, timeout=15)
@@ -307,8 +311,8 @@ def main(argv):
     elif cmd == "slowloris":
         cmd_slowloris(*args)
     elif cmd == "load":
-        host, port, pid, signame, after, threads, svc = args
-        cmd_load(host, int(port), pid, signame, after, threads, svc)
+        host, port, pid, signame, after, threads, token, mode = args
+        cmd_load(host, int(port), pid, signame, after, threads, token, mode)
     elif cmd == "race":
         cmd_race(*args)
     else:

@@ -36,6 +36,24 @@ struct TokenRecord {
     std::optional<std::int64_t> max_uses;
     std::int64_t uses = 0;
     std::optional<UnixTime> last_used_at;
+    // Credits: with a refill period, max_uses is the allowance per period and
+    // `uses` starts again from zero when a new period begins.
+    std::optional<std::int64_t> refill_seconds;
+    std::optional<UnixTime> period_start;
+
+    /// Uses left in the current period at `now` (nullopt: unlimited).
+    [[nodiscard]] std::optional<std::int64_t> remaining(UnixTime now) const {
+        if (!max_uses) return std::nullopt;
+        if (refill_seconds && period_start && now >= *period_start + *refill_seconds) return *max_uses;
+        return *max_uses > uses ? *max_uses - uses : 0;
+    }
+    /// When the allowance is next refilled (nullopt: never).
+    [[nodiscard]] std::optional<UnixTime> next_refill(UnixTime now) const {
+        if (!refill_seconds || !period_start) return std::nullopt;
+        UnixTime start = *period_start;
+        if (now >= start + *refill_seconds) start = now - ((now - start) % *refill_seconds);
+        return start + *refill_seconds;
+    }
 };
 
 struct StateChange {
@@ -119,6 +137,8 @@ public:
     /// holds it unexpired. True when `owner` holds it afterwards.
     [[nodiscard]] virtual bool try_lease(std::string_view name, std::string_view owner, UnixTime now, std::int64_t ttl) = 0;
     virtual void release_lease(std::string_view name, std::string_view owner) = 0;
+    /// Counts of a key's audit events by outcome (usage by outcome).
+    [[nodiscard]] virtual std::map<std::string, std::int64_t> usage_by_outcome(std::string_view key_name) = 0;
     /// When a version last signed or verified (from the audit log), if ever.
     [[nodiscard]] virtual std::optional<UnixTime> last_used(std::string_view kid) = 0;
     virtual void save_policy_document(std::string_view source, std::string_view text, UnixTime at, std::string_view actor) = 0;

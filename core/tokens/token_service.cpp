@@ -81,6 +81,9 @@ IssuedToken TokenService::issue(const IssueRequest& request) {
         if (!r.expires_in) r.expires_in = 3600;
     }
     if (r.max_uses && *r.max_uses <= 0) throw Error(ErrorKind::invalid_argument, "--max-uses must be at least 1");
+    if (r.refill && (*r.refill <= 0 || !r.max_uses)) {
+        throw Error(ErrorKind::invalid_argument, "a refill period needs --max-uses (the credits restored each period)");
+    }
     if (r.expires_in && *r.expires_in <= 0) throw Error(ErrorKind::invalid_argument, "expiry must be in the future");
     if (r.name.empty()) throw Error(ErrorKind::invalid_argument, "a token needs a name");
     if (keys_.store().find_key(r.name)) throw Error(ErrorKind::already_exists, "a key named '" + r.name + "' already exists");
@@ -97,6 +100,10 @@ IssuedToken TokenService::issue(const IssueRequest& request) {
     if (r.expires_in) key.expires_at = key.created_at + *r.expires_in;
     TokenRecord record;
     IssuedToken issued = make_token(key, 1, r.prefix, r.max_uses, record);
+    if (r.refill) {
+        record.refill_seconds = r.refill;
+        record.period_start = key.created_at;
+    }
     // Audit first (fail closed): no token exists that the log does not know.
     keys_.audit(audit::EventType::token_issued, key.name, record.kid, "issue", "ok",
                 {{"type", core::to_string(key.type)},
@@ -115,10 +122,14 @@ IssuedToken TokenService::issue_version(std::string_view name, std::optional<std
     }
     int next = 1;
     std::optional<std::int64_t> max_uses;
+    std::optional<std::int64_t> refill;
     for (const auto& v : key.versions) {
         next = std::max(next, v.version + 1);
         if (v.primary) {
-            if (auto rec = keys_.store().token_record(v.kid)) max_uses = rec->max_uses;
+            if (auto rec = keys_.store().token_record(v.kid)) {
+                max_uses = rec->max_uses;
+                refill = rec->refill_seconds;
+            }
         }
     }
     const std::string prefix = key.labels.count("prefix") ? key.labels.at("prefix") : "kw_live";
@@ -126,6 +137,10 @@ IssuedToken TokenService::issue_version(std::string_view name, std::optional<std
     scratch.versions.clear();
     TokenRecord record;
     IssuedToken issued = make_token(scratch, next, prefix, max_uses, record, std::move(kid));
+    if (refill) {
+        record.refill_seconds = refill;
+        record.period_start = keys_.clock().now();
+    }
     KeyVersion v = scratch.versions.front();
     v.primary = false;  // rotation decides when it becomes primary
     keys_.audit(audit::EventType::token_issued, key.name, record.kid, "issue_version", "ok", {{"display", record.display}});
@@ -175,7 +190,8 @@ Verification TokenService::verify(std::string_view token, std::optional<std::str
     out.kid = rec.kid;
     const KeyVersion* v = key.version_by_kid(rec.kid);
     const UnixTime now = keys_.clock().now();
-    if (rec.max_uses) out.remaining_uses = std::max<std::int64_t>(0, *rec.max_uses - rec.uses);
+    out.remaining_uses = rec.remaining(now);
+    out.next_refill = rec.next_refill(now);
 
     if (key.revoked_at || v == nullptr || v->state == VersionState::deactivated ||
         v->state == VersionState::compromised || v->state == VersionState::destroyed) {
@@ -198,7 +214,7 @@ Verification TokenService::verify(std::string_view token, std::optional<std::str
         out.remaining_uses = 0;
     } else {
         out.code = VerifyCode::VALID;
-        if (out.remaining_uses) out.remaining_uses = *out.remaining_uses - 1;
+        if (out.remaining_uses) out.remaining_uses = std::max<std::int64_t>(0, *out.remaining_uses - 1);
         if (found_pepper != keys_.roots().current_pepper()) {
             keys_.store().update_token_digest(rec.kid, current_digest, keys_.roots().current_pepper());
         }

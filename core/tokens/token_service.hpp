@@ -39,6 +39,7 @@ struct IssueRequest {
     std::optional<std::int64_t> expires_in;  // provisioning default: 1 hour
     std::string prefix = "kw_live";
     std::optional<std::int64_t> max_uses;    // provisioning default: 1
+    std::optional<std::int64_t> refill;      // credits: max_uses is restored every `refill` seconds
     std::string owner;
     std::map<std::string, std::string> labels;
 };
@@ -57,6 +58,7 @@ struct Verification {
     std::vector<std::string> scopes;
     std::optional<UnixTime> expires_at;
     std::optional<std::int64_t> remaining_uses;  // nullopt: unlimited
+    std::optional<UnixTime> next_refill;          // credits refill then (nullopt: never)
 };
 
 /// True when `granted` scopes allow `required`: exact match, a glob in the

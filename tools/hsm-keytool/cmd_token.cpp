@@ -21,7 +21,8 @@ int token_issue(Context& ctx, const Args& args) {
         "scope", po::value(&scopes)->composing(), "scope (repeat or comma-separate)")(
         "expires-in", po::value<std::string>(), "lifetime: 30d, 12h, 3600")(
         "prefix", po::value<std::string>()->default_value("kw_live"), "token prefix (a-z, 0-9, _)")(
-        "max-uses", po::value<long long>(), "uses before the token is exhausted")(
+        "max-uses", po::value<long long>(), "uses before the token is exhausted (per period with --refill)")(
+        "refill", po::value<std::string>(), "credits: restore --max-uses every period (daily, monthly or a duration)")(
         "provisioning", "a short-lived, limited-use bootstrap token (defaults: 1 use, 1h)")(
         "owner", po::value<std::string>(), "owning team or service")(
         "out", po::value<std::string>(), "write the token to FILE (0600) instead of stdout")("json", "print JSON");
@@ -35,6 +36,14 @@ int token_issue(Context& ctx, const Args& args) {
     }
     r.prefix = vm["prefix"].as<std::string>();
     if (vm.count("max-uses")) r.max_uses = vm["max-uses"].as<long long>();
+    if (vm.count("refill")) {
+        const auto text = vm["refill"].as<std::string>();
+        // "monthly" is 30 days: credits refill on a fixed cadence from issue.
+        r.refill = text == "daily" ? std::optional<std::int64_t>(86400)
+                   : text == "monthly" ? std::optional<std::int64_t>(30 * 86400)
+                                       : core::parse_duration(text);
+        if (!r.refill || *r.refill == 0) throw usage("--refill wants daily, monthly or a duration like 12h");
+    }
     if (vm.count("provisioning")) r.type = core::KeyType::provisioning;
     if (vm.count("owner")) r.owner = vm["owner"].as<std::string>();
     core::tokens::TokenService tokens(ctx.keys());
@@ -84,6 +93,7 @@ int token_verify(Context& ctx, const Args& args) {
             j["scopes"] = v.scopes;
             j["expires_at"] = v.expires_at ? nlohmann::json(core::format_time(*v.expires_at)) : nlohmann::json(nullptr);
             j["remaining_uses"] = v.remaining_uses ? nlohmann::json(*v.remaining_uses) : nlohmann::json(nullptr);
+            j["next_refill"] = v.next_refill ? nlohmann::json(core::format_time(*v.next_refill)) : nlohmann::json(nullptr);
         }
         std::cout << j.dump(2) << "\n";
     } else {
@@ -91,6 +101,7 @@ int token_verify(Context& ctx, const Args& args) {
         if (!v.name.empty()) {
             std::cout << "  key " << v.name << " (kid " << v.kid << ")";
             if (v.remaining_uses) std::cout << ", " << *v.remaining_uses << " uses left";
+            if (v.next_refill) std::cout << " (refill " << core::format_time(*v.next_refill) << ")";
             if (v.expires_at) std::cout << ", expires " << core::format_time(*v.expires_at);
         }
         std::cout << "\n";

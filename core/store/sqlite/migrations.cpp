@@ -141,6 +141,11 @@ CREATE TABLE policy_documents (
 -- Usage-aware rotation asks when a version was last used.
 CREATE INDEX audit_events_kid ON audit_events(kid, time);
 )sql"},
+    Migration{4, R"sql(
+-- Credits with refill: max_uses becomes the allowance per refill period.
+ALTER TABLE api_tokens ADD COLUMN refill_seconds INTEGER;
+ALTER TABLE api_tokens ADD COLUMN period_start INTEGER;
+)sql"},
 };
 
 int current_version(Database& db) {

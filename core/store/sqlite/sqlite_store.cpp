@@ -86,8 +86,8 @@ void SqliteStore::create_key(const ManagedKey& key) {
 
 void SqliteStore::insert_token(const TokenRecord& t) {
     Statement s(db_,
-                "INSERT INTO api_tokens(kid, digest, pepper_version, prefix, display, max_uses, uses, last_used_at) "
-                "VALUES (?1,?2,?3,?4,?5,?6,?7,?8)");
+                "INSERT INTO api_tokens(kid, digest, pepper_version, prefix, display, max_uses, uses, last_used_at, "
+                "refill_seconds, period_start) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)");
     s.bind(1, t.kid)
         .bind(2, std::span<const std::uint8_t>(t.digest))
         .bind(3, static_cast<std::int64_t>(t.pepper_version))
@@ -95,7 +95,9 @@ void SqliteStore::insert_token(const TokenRecord& t) {
         .bind(5, t.display)
         .bind(6, t.max_uses)
         .bind(7, t.uses)
-        .bind(8, t.last_used_at);
+        .bind(8, t.last_used_at)
+        .bind(9, t.refill_seconds)
+        .bind(10, t.period_start);
     s.run();
 }
 
@@ -117,7 +119,8 @@ void SqliteStore::add_token_version(std::string_view key_id, const KeyVersion& v
 
 namespace {
 constexpr const char* kTokenColumns =
-    "SELECT kid, digest, pepper_version, prefix, display, max_uses, uses, last_used_at FROM api_tokens";
+    "SELECT kid, digest, pepper_version, prefix, display, max_uses, uses, last_used_at, refill_seconds, period_start "
+    "FROM api_tokens";
 TokenRecord read_token(const Statement& s) {
     TokenRecord t;
     t.kid = s.text(0);
@@ -128,6 +131,8 @@ TokenRecord read_token(const Statement& s) {
     t.max_uses = s.maybe_integer(5);
     t.uses = s.integer(6);
     t.last_used_at = s.maybe_integer(7);
+    t.refill_seconds = s.maybe_integer(8);
+    t.period_start = s.maybe_integer(9);
     return t;
 }
 }  // namespace
@@ -156,9 +161,16 @@ std::optional<TokenRecord> SqliteStore::token_record(std::string_view kid) {
 
 bool SqliteStore::consume_token_use(std::string_view kid, UnixTime at) {
     std::lock_guard lock(mutex_);
+    // One statement, so concurrent verifications can never overspend: when a
+    // refill period has passed, the allowance restarts at this use.
     Statement s(db_,
-                "UPDATE api_tokens SET uses = uses + 1, last_used_at = ?2 "
-                "WHERE kid = ?1 AND (max_uses IS NULL OR uses < max_uses)");
+                "UPDATE api_tokens SET "
+                "  uses = CASE WHEN refill_seconds IS NOT NULL AND ?2 >= period_start + refill_seconds THEN 1 ELSE uses + 1 END, "
+                "  period_start = CASE WHEN refill_seconds IS NOT NULL AND ?2 >= period_start + refill_seconds "
+                "                 THEN ?2 - ((?2 - period_start) % refill_seconds) ELSE period_start END, "
+                "  last_used_at = ?2 "
+                "WHERE kid = ?1 AND (max_uses IS NULL OR uses < max_uses "
+                "  OR (refill_seconds IS NOT NULL AND ?2 >= period_start + refill_seconds))");
     s.bind(1, kid).bind(2, at).run();
     return sqlite3_changes(db_.get()) == 1;
 }
@@ -426,6 +438,17 @@ void SqliteStore::release_lease(std::string_view name, std::string_view owner) {
     std::lock_guard lock(mutex_);
     Statement s(db_, "DELETE FROM leases WHERE name = ?1 AND owner = ?2");
     s.bind(1, name).bind(2, owner).run();
+}
+
+std::map<std::string, std::int64_t> SqliteStore::usage_by_outcome(std::string_view key_name) {
+    std::lock_guard lock(mutex_);
+    Statement s(db_,
+                "SELECT outcome, COUNT(*) FROM audit_events WHERE key = ?1 AND type IN "
+                "('key_used', 'verify_failed', 'rate_limited') GROUP BY outcome");
+    s.bind(1, key_name);
+    std::map<std::string, std::int64_t> out;
+    while (s.step()) out[s.text(0)] = s.integer(1);
+    return out;
 }
 
 std::optional<UnixTime> SqliteStore::last_used(std::string_view kid) {
