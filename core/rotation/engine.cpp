@@ -158,9 +158,12 @@ void Engine::fail(RotationRecord& r, const std::string& error) {
                 keys_.transition_version(key, v->kid, VersionState::deactivated, "rotation failed");
                 key = keys_.get(r.key_name);
             }
-            if (transition_allowed(key.version_by_kid(r.to_kid)->state, VersionState::destroyed)) {
+            const VersionState now_state = key.version_by_kid(r.to_kid)->state;
+            if (transition_allowed(now_state, VersionState::destroyed)) {
                 keys_.transition_version(key, r.to_kid, VersionState::destroyed, "rotation failed");
                 keys_.destroy_version_material(key, r.to_kid);
+            } else if (now_state == VersionState::destroyed) {
+                keys_.destroy_version_material(key, r.to_kid);  // a crash came between the two steps
             }
         }
         keys_.store().set_rollout(r.key_id, std::nullopt, 0);
@@ -179,6 +182,10 @@ void Engine::fail(RotationRecord& r, const std::string& error) {
 void Engine::promote(const ManagedKey& key, RotationRecord& r) {
     const KeyVersion* v = key.version_by_kid(r.to_kid);
     if (v == nullptr) throw Error(ErrorKind::not_found, "new version " + r.to_kid + " vanished");
+    if (v->state != VersionState::pre_active && v->state != VersionState::active) {
+        throw Error(ErrorKind::not_permitted,
+                    "new version " + r.to_kid + " is " + std::string(to_string(v->state)) + ": it cannot be promoted");
+    }
     if (v->state == VersionState::pre_active) keys_.transition_version(key, r.to_kid, VersionState::active, "rotation");
     if (!v->primary) keys_.store().set_primary(key.id, r.to_kid);
     keys_.store().set_rollout(key.id, std::nullopt, 0);
@@ -199,6 +206,15 @@ void Engine::retire(const ManagedKey& key, RotationRecord& r, const Params& p) {
     // Keep at most keep_versions versions that still exist; destroy the
     // oldest deactivated ones beyond that.
     ManagedKey now_key = keys_.get(key.name);
+    // 'destroyed' is recorded before the material is erased: finish what a
+    // crash in between left (wrapped: the blob says so; token residency:
+    // versions destroyed during this rotation).
+    for (const auto& v : now_key.versions) {
+        if (v.state == VersionState::destroyed &&
+            (!v.wrapped_blob.empty() || (v.residency == Residency::token && v.state_changed_at >= r.started_at))) {
+            keys_.destroy_version_material(now_key, v.kid);
+        }
+    }
     std::vector<const KeyVersion*> alive;
     for (const auto& v : now_key.versions) {
         if (v.state != VersionState::destroyed) alive.push_back(&v);
@@ -319,7 +335,23 @@ RotationRecord Engine::advance(RotationRecord r, std::optional<std::string>* new
                 continue;
             }
             if (r.state == "promoted") {
-                if (!key.version_by_kid(r.to_kid)->primary) promote(key, r);  // crashed half-way through promote
+                if (!key.version_by_kid(r.to_kid)->primary) {
+                    // promote() sets the primary before it saves "promoted", so
+                    // this is a rollback() killed after switching back.
+                    const KeyVersion* from = key.version_by_kid(r.from_kid);
+                    if (from != nullptr && from->primary) {
+                        if (const KeyVersion* to = key.version_by_kid(r.to_kid);
+                            to->state == VersionState::active || to->state == VersionState::suspended) {
+                            keys_.transition_version(key, r.to_kid, VersionState::deactivated, "rolled back");
+                        }
+                        r.state = "rolled_back";
+                        r.outcome = "rolled_back";
+                        r.finished_at = now;
+                        save(r);
+                        return r;
+                    }
+                    promote(key, r);
+                }
                 std::int64_t wait = kNoWait;
                 switch (p.strategy) {
                     case Strategy::immediate: wait = 0; break;

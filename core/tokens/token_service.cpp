@@ -149,14 +149,15 @@ IssuedToken TokenService::issue_version(std::string_view name, std::optional<std
     return issued;
 }
 
-Verification TokenService::finish(Verification v, const ManagedKey& key, std::string_view pseudonym) {
+Verification TokenService::finish(Verification v, const ManagedKey& key) {
     v.key_id = key.id;
     v.name = key.name;
     v.scopes = key.scopes;
     v.expires_at = key.expires_at;
     const bool ok = v.code == VerifyCode::VALID;
+    // A found token is named by its kid (the version row), which reveals nothing.
     keys_.audit(ok ? audit::EventType::key_used : audit::EventType::verify_failed, key.name, v.kid, "verify_token",
-                std::string(to_string(v.code)), {{"token", pseudonym}});
+                std::string(to_string(v.code)));
     return v;
 }
 
@@ -178,10 +179,12 @@ Verification TokenService::verify(std::string_view token, std::optional<std::str
         match = keys_.store().find_token(d);
         if (match) found_pepper = it->first;
     }
-    // The audit record names the token by a pseudonym of its digest, never the token.
-    const std::string pseudonym = keys_.audit_log().keys().pseudonym(to_hex(current_digest));
     if (!match) {
+        // An unknown token has no kid to name it by: the audit record carries
+        // a pseudonym (HMAC under the audit key) of its digest, so repeated
+        // guesses can be correlated without storing anything a thief could use.
         out.code = VerifyCode::NOT_FOUND;
+        const std::string pseudonym = keys_.audit_log().keys().pseudonym(to_hex(current_digest));
         keys_.audit(audit::EventType::verify_failed, "", "", "verify_token", "NOT_FOUND", {{"token", pseudonym}});
         return out;
     }
@@ -219,7 +222,7 @@ Verification TokenService::verify(std::string_view token, std::optional<std::str
             keys_.store().update_token_digest(rec.kid, current_digest, keys_.roots().current_pepper());
         }
     }
-    return finish(out, key, pseudonym);
+    return finish(out, key);
 }
 
 std::vector<TokenService::Listed> TokenService::list() {

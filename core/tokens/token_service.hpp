@@ -98,7 +98,7 @@ private:
     std::vector<std::uint8_t> digest(int pepper_version, std::string_view token);
     IssuedToken make_token(ManagedKey& key, int version, const std::string& prefix, std::optional<std::int64_t> max_uses,
                            TokenRecord& record, std::optional<std::string> kid = {});
-    Verification finish(Verification v, const ManagedKey& key, std::string_view pseudonym);
+    Verification finish(Verification v, const ManagedKey& key);
 
     KeyService& keys_;
 };

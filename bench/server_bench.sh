@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# keywardend under load: POST /v1/tokens/verify with one valid API token over
+# keep-alive connections on 127.0.0.1, at concurrency 1, 2, 4, 8, 16, 32
+# (closed loop), then at a fixed rate of half the peak; raw SoftHSM HMAC
+# ops/s of the same token measured before and after, in the same run.
+#
+#   bench/server_bench.sh BUILD_DIR [--quick] [--json FILE]
+#
+# BUILD_DIR holds bench/load_gen, bench/audit_bench, server/keywardend and
+# tools/hsm-keytool/hsm-keytool. Called by bench/run.sh after it made a
+# private SoftHSM token (SOFTHSM2_CONF etc. exported, scratch dir in
+# KW_BENCH_WORK). Run alone, it makes its own private token in a temporary
+# directory; the system token is never touched.
+#
+# Knobs: KW_BENCH_SERVER_SECONDS (per concurrency level, default 4),
+# KW_BENCH_SERVER_CONCURRENCY (default 1,2,4,8,16,32), KW_BENCH_SERVER_THREADS
+# (keywardend --threads, default 4 = its default), KW_BENCH_SERVER_PACED_CONNS
+# (connections for the fixed-rate run, default 16).
+set -euo pipefail
+build=${1:?usage: bench/server_bench.sh BUILD_DIR [--quick] [--json FILE]}
+shift
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+build=$(cd "$build" && pwd)
+json_out=""
+quick=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --json) json_out=${2:?--json FILE}; shift ;;
+    *) echo "server_bench.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+D=$build/server/keywardend
+K=$build/tools/hsm-keytool/hsm-keytool
+LOAD=$build/bench/load_gen
+AB=$build/bench/audit_bench
+for b in "$D" "$K" "$LOAD" "$AB"; do
+  [ -x "$b" ] || { echo "server_bench.sh: $b not built" >&2; exit 2; }
+done
+PY=/usr/bin/python3
+
+secs=${KW_BENCH_SERVER_SECONDS:-4}
+levels=${KW_BENCH_SERVER_CONCURRENCY:-1,2,4,8,16,32}
+threads=${KW_BENCH_SERVER_THREADS:-4}
+paced_conns=${KW_BENCH_SERVER_PACED_CONNS:-16}
+hmac_secs=1.5
+warm=0.5
+if [ "$quick" = 1 ]; then secs=0.5; hmac_secs=0.3; warm=0.2; fi
+
+own_work=""
+dpid=""
+cleanup() {
+  if [ -n "$dpid" ] && kill -0 "$dpid" 2>/dev/null; then
+    kill -KILL "$dpid" 2>/dev/null || true
+    wait "$dpid" 2>/dev/null || true
+  fi
+  if [ -n "$own_work" ] && [ "${KW_BENCH_KEEP:-0}" != 1 ]; then rm -rf "$own_work"; fi
+}
+trap cleanup EXIT
+if [ -z "${SOFTHSM2_CONF:-}" ]; then
+  own_work=$(mktemp -d "${TMPDIR:-/tmp}/kwsrvbench.XXXXXX")
+  rand() { od -An -N12 -tx1 /dev/urandom | tr -d ' \n'; }
+  export KEYWARDEN_PIN=${KEYWARDEN_PIN:-$(rand)}
+  export KEYWARDEN_SO_PIN=${KEYWARDEN_SO_PIN:-$(rand)}
+  export KEYWARDEN_TOKEN_LABEL=kw-bench
+  "$root/softhsm-conf/make-token.sh" "$own_work/hsm" >/dev/null
+  # shellcheck disable=SC1091
+  source "$own_work/hsm/env"
+fi
+if [ -n "${KW_BENCH_WORK:-}" ]; then
+  work=$KW_BENCH_WORK
+else
+  [ -n "$own_work" ] || own_work=$(mktemp -d "${TMPDIR:-/tmp}/kwsrvbench.XXXXXX")
+  work=$own_work
+fi
+w="$work/server"
+mkdir -p "$w"
+export KEYWARDEN_STORE_URL="sqlite:$w/keywarden.db"
+
+# Root keys (idempotent), an admin token (to raise the rate limit) and the
+# service token every request verifies. Written while no daemon runs.
+"$K" init >/dev/null
+"$K" token issue --name bench-admin --scope admin --out "$w/admin.tok" >/dev/null
+"$K" token issue --name bench-svc --scope read_write --out "$w/svc.tok" >/dev/null
+
+echo
+echo "keywardend: POST /v1/tokens/verify, one valid token, keep-alive, 127.0.0.1; keywardend --threads $threads"
+echo "  raw SoftHSM HMAC of the same token, before the load:"
+KW_BENCH_SECONDS=$hmac_secs "$AB" hmac --dir "$w" --json "$w/hmac-before.json" | grep -v -e '^$' -e '^Raw SoftHSM' | sed 's/^/  /'
+
+PORT=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$D" --listen "127.0.0.1:$PORT" --threads "$threads" >"$w/keywardend.log" 2>&1 &
+dpid=$!
+up=0
+for _ in $(seq 1 150); do
+  if curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/healthz"; then up=1; break; fi
+  kill -0 "$dpid" 2>/dev/null || break
+  sleep 0.1
+done
+[ "$up" = 1 ] || { echo "server_bench.sh: keywardend did not come up:" >&2; tail -n 20 "$w/keywardend.log" >&2; exit 1; }
+
+# The default per-token limit (100/s, burst 100) would cap the run: raise it.
+code=$(curl -sS -o "$w/limits.out" -w '%{http_code}' -X PUT --max-time 10 \
+  -H "Authorization: Bearer $(cat "$w/admin.tok")" -H 'Content-Type: application/json' \
+  --data-binary '{"limit":100000000,"period_ms":1000,"burst":100000000}' "http://127.0.0.1:$PORT/v1/admin/limits")
+[ "$code" = 200 ] || { echo "server_bench.sh: PUT /v1/admin/limits answered $code: $(cat "$w/limits.out")" >&2; exit 1; }
+seq_before=$($PY -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select coalesce(max(seq),0) from audit_events').fetchone()[0])" "$w/keywarden.db")
+
+echo "  load (warm-up ${warm} s per run, then ${secs} s measured):"
+"$LOAD" --port "$PORT" --token-file "$w/svc.tok" --connections 4 --seconds 1 --warmup 0 --json "$w/warmup.json" >/dev/null
+IFS=, read -r -a conc <<<"$levels"
+for c in "${conc[@]}"; do
+  "$LOAD" --port "$PORT" --token-file "$w/svc.tok" --connections "$c" --seconds "$secs" --warmup "$warm" \
+    --json "$w/load-c$c.json"
+done
+peak=$($PY -c "
+import json, sys
+print(max(json.load(open(f'$w/load-c{c}.json'))['ok_throughput'] for c in sys.argv[1:]))" "${conc[@]}")
+half=$($PY -c "print(round($peak / 2))")
+"$LOAD" --port "$PORT" --token-file "$w/svc.tok" --connections "$paced_conns" --rate "$half" --seconds "$secs" \
+  --warmup "$warm" --json "$w/load-paced.json"
+
+kill -TERM "$dpid"
+for _ in $(seq 1 200); do kill -0 "$dpid" 2>/dev/null || break; sleep 0.1; done
+drc=0
+wait "$dpid" || drc=$?
+dpid=""
+[ "$drc" = 0 ] || { echo "server_bench.sh: keywardend exited $drc:" >&2; tail -n 20 "$w/keywardend.log" >&2; exit 1; }
+seq_after=$($PY -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select coalesce(max(seq),0) from audit_events').fetchone()[0])" "$w/keywarden.db")
+
+echo "  raw SoftHSM HMAC of the same token, after the load:"
+KW_BENCH_SECONDS=$hmac_secs "$AB" hmac --dir "$w" --json "$w/hmac-after.json" | grep -v -e '^$' -e '^Raw SoftHSM' | sed 's/^/  /'
+
+$PY - "$w" "$json_out" "$seq_before" "$seq_after" "$threads" "$paced_conns" "${conc[@]}" <<'PY'
+import json, os, sys
+w, out, seq_before, seq_after, threads, paced_conns = sys.argv[1:7]
+levels = [int(c) for c in sys.argv[7:]]
+load = {c: json.load(open(os.path.join(w, f"load-c{c}.json"))) for c in levels}
+paced = json.load(open(os.path.join(w, "load-paced.json")))
+warmup = json.load(open(os.path.join(w, "warmup.json")))
+hb = json.load(open(os.path.join(w, "hmac-before.json")))
+ha = json.load(open(os.path.join(w, "hmac-after.json")))
+# Baseline: the pepper HMAC (a token object, the key every verification
+# MACs with), best thread count, mean of before and after the load.
+raw_token = (hb["best_token_object_ops_per_s"] + ha["best_token_object_ops_per_s"]) / 2
+raw_session = (hb["best_session_key_ops_per_s"] + ha["best_session_key_ops_per_s"]) / 2
+peak_c = max(levels, key=lambda c: load[c]["ok_throughput"])
+peak = load[peak_c]["ok_throughput"]
+requests = sum(load[c]["requests"] for c in levels) + paced["requests"] + warmup["requests"]
+events = int(seq_after) - int(seq_before)
+
+print(f"\n  {'conns':>5} {'req/s':>9} {'p50 us':>9} {'p99 us':>9} {'p99.9 us':>9} {'ok':>8} {'vs raw HMAC':>12}")
+print(f"  {'-' * 67}")
+for c in levels:
+    r = load[c]
+    print(f"  {c:>5} {r['ok_throughput']:>9.0f} {r['p50_us']:>9.0f} {r['p99_us']:>9.0f} {r['p999_us']:>9.0f} "
+          f"{r['ok'] / max(1, r['requests']):>8.1%} {r['ok_throughput'] / raw_token:>12.2f}")
+p = paced
+print(f"  fixed rate {p['target_rate']:.0f}/s (half the peak) on {p['connections']} connections: achieved "
+      f"{p['ok_throughput']:.0f}/s, p50 {p['p50_us']:.0f} us, p99 {p['p99_us']:.0f} us, p99.9 {p['p999_us']:.0f} us")
+ratio = peak / raw_token
+t1 = ratio >= 0.5
+t2 = p["p99_us"] < 1000 and p["ok_throughput"] >= 0.95 * p["target_rate"]
+print(f"  raw SoftHSM HMAC, same token (mean of before/after, best thread count): token-object key (pepper) "
+      f"{raw_token:.0f}/s, session key {raw_session:.0f}/s")
+print(f"  peak {peak:.0f} verifications/s at {peak_c} connections = {ratio:.2f}x the raw pepper HMAC rate "
+      f"({peak / raw_session:.2f}x the session-key rate) -> target >= 0.5x {'MET' if t1 else 'MISSED'}")
+print(f"  p99 at half the peak: {p['p99_us'] / 1000:.2f} ms -> target < 1 ms {'MET' if t2 else 'MISSED'}")
+print(f"  audit events written during the load: {events} for {requests} requests "
+      f"({events / max(1, requests):.2f} per verification)")
+if out:
+    json.dump({"keywardend_threads": int(threads), "levels": {str(c): load[c] for c in levels}, "paced": paced,
+               "raw_hmac_before": hb, "raw_hmac_after": ha,
+               "raw_hmac_token_object_ops_per_s": raw_token, "raw_hmac_session_key_ops_per_s": raw_session,
+               "peak_ok_throughput": peak, "peak_connections": peak_c, "peak_over_raw_hmac": ratio,
+               "target_half_raw_met": t1, "p99_at_half_peak_us": p["p99_us"], "target_p99_1ms_met": t2,
+               "audit_events": events, "requests": requests},
+              open(out, "w"), indent=2)
+PY
