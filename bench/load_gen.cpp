@@ -223,6 +223,7 @@ int run(const Options& o) {
     std::vector<std::vector<std::int64_t>> lat(static_cast<std::size_t>(c));
     std::vector<std::map<std::string, std::uint64_t>> outcomes(static_cast<std::size_t>(c));
     std::vector<std::uint64_t> reconnects(static_cast<std::size_t>(c), 0);
+    std::vector<std::uint64_t> sent(static_cast<std::size_t>(c), 0);  // warm-up included
     std::vector<std::string> errors(static_cast<std::size_t>(c));
     std::atomic<int> ready{0};
     std::atomic<bool> go{false};
@@ -253,6 +254,7 @@ int run(const Options& o) {
                     }
                     const int status = conn.exchange(request);
                     const auto t1 = SteadyClock::now();
+                    ++sent[idx];
                     if (t0 < measure_from) continue;  // warm-up
                     lat[idx].push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
                     const bool ok = status == 200 && conn.body().find("\"code\":\"VALID\"") != std::string::npos;
@@ -277,9 +279,10 @@ int run(const Options& o) {
 
     std::vector<std::int64_t> all;
     std::map<std::string, std::uint64_t> total;
-    std::uint64_t reconnect_total = 0;
+    std::uint64_t reconnect_total = 0, sent_total = 0;
     for (int i = 0; i < c; ++i) {
         const auto idx = static_cast<std::size_t>(i);
+        sent_total += sent[idx];
         all.insert(all.end(), lat[idx].begin(), lat[idx].end());
         for (const auto& [k, v] : outcomes[idx]) total[k] += v;
         reconnect_total += reconnects[idx];
@@ -302,7 +305,8 @@ int run(const Options& o) {
            {"p999_us", pct_us(all, 0.999)},
            {"max_us", all.empty() ? 0.0 : static_cast<double>(*std::max_element(all.begin(), all.end())) / 1000.0},
            {"outcomes", total},
-           {"reconnects", reconnect_total}};
+           {"reconnects", reconnect_total},
+           {"sent_including_warmup", sent_total}};
     std::printf("  %-11s conns %3d  %9.0f req/s%s  p50 %8.0f us  p99 %8.0f us  p99.9 %8.0f us  ok %llu/%zu\n",
                 o.rate > 0 ? "fixed-rate" : "closed-loop", c, rate,
                 o.rate > 0 ? (" (target " + std::to_string(static_cast<long>(o.rate)) + ")").c_str() : "",

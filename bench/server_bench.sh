@@ -90,6 +90,9 @@ echo "keywardend: POST /v1/tokens/verify, one valid token, keep-alive, 127.0.0.1
 echo "  raw SoftHSM HMAC of the same token, before the load:"
 KW_BENCH_SECONDS=$hmac_secs "$AB" hmac --dir "$w" --json "$w/hmac-before.json" | grep -v -e '^$' -e '^Raw SoftHSM' | sed 's/^/  /'
 
+echo "  one verification in process (TokenService::verify, no HTTP), same token, before the load:"
+KW_BENCH_SECONDS=$hmac_secs "$AB" verify-path --dir "$w" --json "$w/verify-path.json" | grep -v -e '^$' -e '^One API-token' | sed 's/^/  /'
+
 PORT=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$D" --listen "127.0.0.1:$PORT" --threads "$threads" >"$w/keywardend.log" 2>&1 &
 dpid=$!
@@ -108,19 +111,28 @@ code=$(curl -sS -o "$w/limits.out" -w '%{http_code}' -X PUT --max-time 10 \
 [ "$code" = 200 ] || { echo "server_bench.sh: PUT /v1/admin/limits answered $code: $(cat "$w/limits.out")" >&2; exit 1; }
 seq_before=$($PY -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select coalesce(max(seq),0) from audit_events').fetchone()[0])" "$w/keywarden.db")
 
+# keywardend's CPU time (user + system, clock ticks) around each run: CPU
+# per request, and whether the daemon was busy or waiting.
+hz=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$dpid/stat"; }
 echo "  load (warm-up ${warm} s per run, then ${secs} s measured):"
 "$LOAD" --port "$PORT" --token-file "$w/svc.tok" --connections 4 --seconds 1 --warmup 0 --json "$w/warmup.json" >/dev/null
 IFS=, read -r -a conc <<<"$levels"
+: >"$w/cpu.txt"
 for c in "${conc[@]}"; do
+  t0=$(cpu_ticks)
   "$LOAD" --port "$PORT" --token-file "$w/svc.tok" --connections "$c" --seconds "$secs" --warmup "$warm" \
     --json "$w/load-c$c.json"
+  echo "c$c $(( $(cpu_ticks) - t0 ))" >>"$w/cpu.txt"
 done
 peak=$($PY -c "
 import json, sys
 print(max(json.load(open(f'$w/load-c{c}.json'))['ok_throughput'] for c in sys.argv[1:]))" "${conc[@]}")
 half=$($PY -c "print(round($peak / 2))")
+t0=$(cpu_ticks)
 "$LOAD" --port "$PORT" --token-file "$w/svc.tok" --connections "$paced_conns" --rate "$half" --seconds "$secs" \
   --warmup "$warm" --json "$w/load-paced.json"
+echo "paced $(( $(cpu_ticks) - t0 ))" >>"$w/cpu.txt"
 
 kill -TERM "$dpid"
 for _ in $(seq 1 200); do kill -0 "$dpid" 2>/dev/null || break; sleep 0.1; done
@@ -133,14 +145,17 @@ seq_after=$($PY -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execu
 echo "  raw SoftHSM HMAC of the same token, after the load:"
 KW_BENCH_SECONDS=$hmac_secs "$AB" hmac --dir "$w" --json "$w/hmac-after.json" | grep -v -e '^$' -e '^Raw SoftHSM' | sed 's/^/  /'
 
-$PY - "$w" "$json_out" "$seq_before" "$seq_after" "$threads" "$paced_conns" "${conc[@]}" <<'PY'
+$PY - "$w" "$json_out" "$seq_before" "$seq_after" "$threads" "$hz" "$warm" "${conc[@]}" <<'PY'
 import json, os, sys
-w, out, seq_before, seq_after, threads, paced_conns = sys.argv[1:7]
-levels = [int(c) for c in sys.argv[7:]]
+w, out, seq_before, seq_after, threads, hz, warm = sys.argv[1:8]
+hz, warm = int(hz), float(warm)
+levels = [int(c) for c in sys.argv[8:]]
+ticks = dict(line.split() for line in open(os.path.join(w, "cpu.txt")))
 load = {c: json.load(open(os.path.join(w, f"load-c{c}.json"))) for c in levels}
 paced = json.load(open(os.path.join(w, "load-paced.json")))
 warmup = json.load(open(os.path.join(w, "warmup.json")))
 hb = json.load(open(os.path.join(w, "hmac-before.json")))
+vp = json.load(open(os.path.join(w, "verify-path.json")))
 ha = json.load(open(os.path.join(w, "hmac-after.json")))
 # Baseline: the pepper HMAC (a token object, the key every verification
 # MACs with), best thread count, mean of before and after the load.
@@ -148,18 +163,29 @@ raw_token = (hb["best_token_object_ops_per_s"] + ha["best_token_object_ops_per_s
 raw_session = (hb["best_session_key_ops_per_s"] + ha["best_session_key_ops_per_s"]) / 2
 peak_c = max(levels, key=lambda c: load[c]["ok_throughput"])
 peak = load[peak_c]["ok_throughput"]
-requests = sum(load[c]["requests"] for c in levels) + paced["requests"] + warmup["requests"]
+requests = sum(r["sent_including_warmup"] for r in list(load.values()) + [paced, warmup])
 events = int(seq_after) - int(seq_before)
 
-print(f"\n  {'conns':>5} {'req/s':>9} {'p50 us':>9} {'p99 us':>9} {'p99.9 us':>9} {'ok':>8} {'vs raw HMAC':>12}")
-print(f"  {'-' * 67}")
+def cpu(r, key):
+    # keywardend CPU per request (us) and CPU cores it kept busy over the run
+    t = int(ticks[key]) / hz
+    r["daemon_cpu_us_per_request"] = 1e6 * t / max(1, r["sent_including_warmup"])
+    r["daemon_cpu_cores"] = t / (r["seconds"] + warm)
+
+print(f"\n  {'conns':>5} {'req/s':>9} {'p50 us':>9} {'p99 us':>9} {'p99.9 us':>9} {'ok':>8} {'vs raw HMAC':>12}"
+      f" {'daemon CPU us/req':>18} {'daemon cores':>13}")
+print(f"  {'-' * 99}")
 for c in levels:
     r = load[c]
+    cpu(r, f"c{c}")
     print(f"  {c:>5} {r['ok_throughput']:>9.0f} {r['p50_us']:>9.0f} {r['p99_us']:>9.0f} {r['p999_us']:>9.0f} "
-          f"{r['ok'] / max(1, r['requests']):>8.1%} {r['ok_throughput'] / raw_token:>12.2f}")
+          f"{r['ok'] / max(1, r['requests']):>8.1%} {r['ok_throughput'] / raw_token:>12.2f}"
+          f" {r['daemon_cpu_us_per_request']:>18.0f} {r['daemon_cpu_cores']:>13.2f}")
 p = paced
+cpu(p, "paced")
 print(f"  fixed rate {p['target_rate']:.0f}/s (half the peak) on {p['connections']} connections: achieved "
-      f"{p['ok_throughput']:.0f}/s, p50 {p['p50_us']:.0f} us, p99 {p['p99_us']:.0f} us, p99.9 {p['p999_us']:.0f} us")
+      f"{p['ok_throughput']:.0f}/s, p50 {p['p50_us']:.0f} us, p99 {p['p99_us']:.0f} us, p99.9 {p['p999_us']:.0f} us; "
+      f"daemon CPU {p['daemon_cpu_us_per_request']:.0f} us/request, {p['daemon_cpu_cores']:.2f} cores")
 ratio = peak / raw_token
 t1 = ratio >= 0.5
 t2 = p["p99_us"] < 1000 and p["ok_throughput"] >= 0.95 * p["target_rate"]
@@ -176,6 +202,6 @@ if out:
                "raw_hmac_token_object_ops_per_s": raw_token, "raw_hmac_session_key_ops_per_s": raw_session,
                "peak_ok_throughput": peak, "peak_connections": peak_c, "peak_over_raw_hmac": ratio,
                "target_half_raw_met": t1, "p99_at_half_peak_us": p["p99_us"], "target_p99_1ms_met": t2,
-               "audit_events": events, "requests": requests},
+               "audit_events": events, "requests": requests, "verify_path": vp},
               open(out, "w"), indent=2)
 PY

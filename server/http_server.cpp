@@ -79,11 +79,10 @@ private:
         r.body = std::move(req.body());
         r.authorization = std::string(req[http::field::authorization]);
         r.peer = peer_;
-        ++*in_flight_;
+        ++*in_flight_;  // until the answer is written (stop() waits for it)
         Response resp = handle(app_, r);
-        --*in_flight_;
         keep_alive_ = req.keep_alive() && !app_.draining.load();
-        write(resp, req.version());
+        write(resp, req.version(), true);
     }
 
     void send_error(int status, const std::string& code, const std::string& message) {
@@ -91,7 +90,7 @@ private:
         write(Response::json({{"error", {{"code", code}, {"message", message}}}}, status), 11);
     }
 
-    void write(const Response& resp, unsigned version) {
+    void write(const Response& resp, unsigned version, bool counted = false) {
         auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(resp.status), version);
         res->set(http::field::server, "keywardend");
         res->set(http::field::content_type, resp.content_type);
@@ -100,7 +99,8 @@ private:
         res->body() = resp.body;
         res->prepare_payload();
         stream_.expires_after(std::chrono::seconds(options_.request_timeout_s));
-        http::async_write(stream_, *res, [self = this->shared_from_this(), res](beast::error_code ec, std::size_t) {
+        http::async_write(stream_, *res, [self = this->shared_from_this(), res, counted](beast::error_code ec, std::size_t) {
+            if (counted) --*self->in_flight_;
             if (ec || !self->keep_alive_) return self->close();
             self->read();
         });

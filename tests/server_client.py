@@ -5,7 +5,7 @@ Run with /usr/bin/python3; standard library only. Every subcommand prints
 one JSON object (or JSON Lines for `burst`) on stdout; server_test.sh makes
 the assertions, so each check is printed (and fails) in one place.
 
-  token-unknown PREFIX                  a well-formed token (valid checksum) nobody issued
+  token-unknown PREFIX [N]              N well-formed tokens (valid checksum) nobody issued
   token-wellformed TOKEN                exit 0 when TOKEN's checksum is right
   burst HOST PORT METHOD PATH TOKEN BODY N
                                         N requests on one keep-alive connection
@@ -17,6 +17,8 @@ the assertions, so each check is printed (and fails) in one place.
                                         verify and sign with it (MODE mixed) in a
                                         loop; SIGNAL goes to PID after AFTER seconds
   race HOST PORT TOKEN THREADS ATTEMPTS all threads verify TOKEN at once
+  slowread HOST PORT PATH TOKEN HOLD    GET PATH with a tiny receive buffer, read
+                                        nothing for HOLD seconds, then all of it
 """
 import http.client
 import json
@@ -295,13 +297,50 @@ def cmd_race(host, port, token, threads, attempts):
     print(json.dumps(codes))
 
 
+def cmd_slowread(host, port, path, token, hold):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    s.settimeout(30)
+    s.connect((host, int(port)))
+    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n"
+               % (path, token)).encode())
+    time.sleep(float(hold))
+    data = b""
+    error = None
+    while True:
+        try:
+            chunk = s.recv(1 << 20)
+        except OSError as e:
+            error = repr(e)
+            break
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode(errors="replace").split("\r\n")
+    length = None
+    for l in lines[1:]:
+        k, _, v = l.partition(":")
+        if k.strip().lower() == "content-length":
+            length = int(v)
+    try:
+        json.loads(body)
+        json_ok = True
+    except ValueError:
+        json_ok = False
+    print(json.dumps({"status_line": lines[0], "content_length": length, "received": len(body),
+                      "json_ok": json_ok, "error": error}))
+
+
 def main(argv):
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
     cmd, args = argv[1], argv[2:]
     if cmd == "token-unknown":
-        print(token_unknown(args[0]))
+        for _ in range(int(args[1]) if len(args) > 1 else 1):
+            print(token_unknown(args[0]))
     elif cmd == "token-wellformed":
         return 0 if token_wellformed(args[0]) else 1
     elif cmd == "burst":
@@ -315,6 +354,8 @@ def main(argv):
         cmd_load(host, int(port), pid, signame, after, threads, token, mode)
     elif cmd == "race":
         cmd_race(*args)
+    elif cmd == "slowread":
+        cmd_slowread(*args)
     else:
         print("unknown subcommand " + cmd, file=sys.stderr)
         return 2

@@ -60,7 +60,10 @@ void Log::checkpoint_now() {
     work_.notify_one();
     std::unique_lock lock(mutex_);
     done_.wait(lock, [&] { return state->done; });
-    if (!state->error.empty()) throw Error(ErrorKind::audit_failure, "audit checkpoint failed: " + state->error);
+    if (!state->error.empty()) {
+        if (state->locked) throw Error(ErrorKind::store_locked, "audit checkpoint failed: " + state->error);
+        throw Error(ErrorKind::audit_failure, "audit checkpoint failed: " + state->error);
+    }
 }
 
 std::uint64_t Log::head_seq() {
@@ -105,48 +108,53 @@ void Log::run() {
 
 void Log::write(Batch& batch) {
     const UnixTime now = clock_.now();
-    std::vector<Event> events;
-    events.reserve(batch.records.size());
-    std::uint64_t seq = head_seq_;
-    std::string prev = head_hash_;
-    std::vector<std::string> hashes;
-    hashes.reserve(batch.records.size());
-    for (auto& r : batch.records) {
-        Event e;
-        e.type = r.type;
-        e.actor = std::move(r.actor);
-        e.key = std::move(r.key);
-        e.kid = std::move(r.kid);
-        e.operation = std::move(r.operation);
-        e.outcome = std::move(r.outcome);
-        e.details = r.details.dump();
-        e.seq = ++seq;
-        e.time = now;
-        e.prev_hash = prev;
-        e.hash = compute_hash(e);
-        prev = e.hash;
-        hashes.push_back(e.hash);
-        events.push_back(std::move(e));
-    }
-    auto macs = keys_.macs(hashes);
-    for (std::size_t i = 0; i < events.size(); ++i) events[i].mac = std::move(macs[i]);
-
-    std::optional<Checkpoint> cp;
-    const bool new_events = seq > last_checkpoint_seq_;
-    if (new_events && (batch.force_checkpoint || seq - last_checkpoint_seq_ >= options_.checkpoint_every ||
-                       now - last_checkpoint_time_ >= options_.checkpoint_seconds)) {
-        cp = Checkpoint{seq, prev, now, ""};
-        cp->signature = keys_.sign_checkpoint(*cp);
-    }
-    sink_.append(events, cp);  // throws: nothing above is kept
-
-    batch.state->first_seq = head_seq_ + 1;
+    // The chain head is read inside the write transaction, so other processes
+    // appending to the same log (hsm-keytool next to keywardend) are chained
+    // onto, never collided with. MACs and the checkpoint signature are made
+    // in the token while the transaction holds the write lock.
+    auto built = sink_.append_at_head([&](const std::optional<Event>& head, const std::optional<Checkpoint>& last_cp) {
+        Sink::Batch out;
+        std::uint64_t seq = head ? head->seq : 0;
+        std::string prev = head ? head->hash : std::string();
+        std::vector<std::string> hashes;
+        hashes.reserve(batch.records.size());
+        for (auto& r : batch.records) {
+            Event e;
+            e.type = r.type;
+            e.actor = r.actor;
+            e.key = r.key;
+            e.kid = r.kid;
+            e.operation = r.operation;
+            e.outcome = r.outcome;
+            e.details = r.details.dump();
+            e.seq = ++seq;
+            e.time = now;
+            e.prev_hash = prev;
+            e.hash = compute_hash(e);
+            prev = e.hash;
+            hashes.push_back(e.hash);
+            out.events.push_back(std::move(e));
+        }
+        auto macs = keys_.macs(hashes);
+        for (std::size_t i = 0; i < out.events.size(); ++i) out.events[i].mac = std::move(macs[i]);
+        const std::uint64_t cp_seq = last_cp ? last_cp->seq : 0;
+        const UnixTime cp_time = last_cp ? last_cp->time : last_checkpoint_time_;
+        if (seq > cp_seq && (batch.force_checkpoint || seq - cp_seq >= options_.checkpoint_every ||
+                             now - cp_time >= options_.checkpoint_seconds)) {
+            out.checkpoint = Checkpoint{seq, prev, now, ""};
+            out.checkpoint->signature = keys_.sign_checkpoint(*out.checkpoint);
+        }
+        return out;
+    });
     std::lock_guard lock(mutex_);
-    head_seq_ = seq;
-    head_hash_ = prev;
-    if (cp) {
-        last_checkpoint_seq_ = cp->seq;
-        last_checkpoint_time_ = cp->time;
+    if (!built.events.empty()) {
+        batch.state->first_seq = built.events.front().seq;
+        head_seq_ = built.events.back().seq;
+        head_hash_ = built.events.back().hash;
+    }
+    if (built.checkpoint) {
+        last_checkpoint_seq_ = built.checkpoint->seq;
+        last_checkpoint_time_ = built.checkpoint->time;
     }
 }
 

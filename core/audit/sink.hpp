@@ -27,6 +27,17 @@ public:
     [[nodiscard]] virtual std::optional<Event> last_event() = 0;
     [[nodiscard]] virtual std::optional<Checkpoint> last_checkpoint() = 0;
     virtual void append(std::span<const Event> events, const std::optional<Checkpoint>& checkpoint) = 0;
+
+    /// What a writer appends, built against the current head.
+    struct Batch {
+        std::vector<Event> events;
+        std::optional<Checkpoint> checkpoint;
+    };
+    /// Several processes may append to one log (keywardend and hsm-keytool):
+    /// inside one write transaction, reads the newest event and checkpoint,
+    /// lets `build` chain the new events onto them, and commits the result.
+    virtual Batch append_at_head(
+        const std::function<Batch(const std::optional<Event>& head, const std::optional<Checkpoint>& last_checkpoint)>& build) = 0;
     /// Every event in seq order; stops early if `fn` returns false.
     virtual void for_each(const std::function<bool(const Event&)>& fn) = 0;
     [[nodiscard]] virtual std::vector<Checkpoint> checkpoints() = 0;

@@ -69,6 +69,20 @@ std::optional<Checkpoint> SqliteSink::last_checkpoint() {
 
 void SqliteSink::append(std::span<const Event> events, const std::optional<Checkpoint>& checkpoint) {
     sqlite::Transaction tx(db_);
+    insert(events, checkpoint);
+    tx.commit();
+}
+
+Sink::Batch SqliteSink::append_at_head(
+    const std::function<Batch(const std::optional<Event>&, const std::optional<Checkpoint>&)>& build) {
+    sqlite::Transaction tx(db_);  // BEGIN IMMEDIATE: no other writer until commit
+    Batch batch = build(last_event(), last_checkpoint());
+    insert(batch.events, batch.checkpoint);
+    tx.commit();
+    return batch;
+}
+
+void SqliteSink::insert(std::span<const Event> events, const std::optional<Checkpoint>& checkpoint) {
     for (const auto& e : events) {
         auto& s = *insert_event_;
         s.reset();
@@ -95,7 +109,6 @@ void SqliteSink::append(std::span<const Event> events, const std::optional<Check
             .bind(4, checkpoint->signature);
         s.run();
     }
-    tx.commit();
 }
 
 void SqliteSink::for_each(const std::function<bool(const Event&)>& fn) {

@@ -22,6 +22,7 @@ public:
     [[nodiscard]] std::optional<Event> last_event() override;
     [[nodiscard]] std::optional<Checkpoint> last_checkpoint() override;
     void append(std::span<const Event> events, const std::optional<Checkpoint>& checkpoint) override;
+    Batch append_at_head(const std::function<Batch(const std::optional<Event>&, const std::optional<Checkpoint>&)>& build) override;
     void for_each(const std::function<bool(const Event&)>& fn) override;
     [[nodiscard]] std::vector<Checkpoint> checkpoints() override;
     [[nodiscard]] std::vector<Event> query(const Query& q) override;
@@ -29,6 +30,8 @@ public:
     [[nodiscard]] std::optional<std::uint64_t> seq_of_hash(const std::string& hash);
 
 private:
+    void insert(std::span<const Event> events, const std::optional<Checkpoint>& checkpoint);
+
     sqlite::Database db_;
     std::unique_ptr<sqlite::Statement> insert_event_;
     std::unique_ptr<sqlite::Statement> insert_checkpoint_;

@@ -1,0 +1,73 @@
+#pragma once
+// Alert delivery to webhooks.
+//
+// notify() only enqueues (bounded; the oldest alert is dropped when full) and
+// never blocks a request. One worker thread POSTs each alert as JSON to every
+// target subscribed to its kind, retrying with exponential backoff. Outcomes
+// are counted in metrics (keywarden_alerts_total{kind,outcome}).
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/metrics/registry.hpp"
+
+namespace kw::core::alerts {
+
+// rotation_failed, key_expiring, credits_low, credits_exhausted,
+// verify_failed_spike, audit_failure
+struct Target {
+    std::string url;            // http://host[:port]/path or https://...
+    std::set<std::string> kinds;  // empty = every kind
+};
+
+struct Options {
+    std::size_t queue_limit = 1000;
+    int max_attempts = 5;
+    std::chrono::milliseconds first_backoff{500};
+    std::chrono::seconds timeout{5};
+};
+
+class Dispatcher {
+public:
+    Dispatcher(std::vector<Target> targets, metrics::Registry& metrics, Options options = {});
+    ~Dispatcher();  // delivers what it can within one attempt each, then stops
+    Dispatcher(const Dispatcher&) = delete;
+    Dispatcher& operator=(const Dispatcher&) = delete;
+
+    void notify(const std::string& kind, const std::string& key, const std::string& message,
+                nlohmann::json details = nlohmann::json::object());
+    [[nodiscard]] std::size_t pending();
+
+private:
+    struct Alert {
+        std::string kind;
+        std::string body;
+        int attempts = 0;
+        std::chrono::steady_clock::time_point due;
+        std::size_t target = 0;
+    };
+    void run();
+    bool post(const std::string& url, const std::string& body);
+
+    std::vector<Target> targets_;
+    metrics::Registry& metrics_;
+    Options options_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::deque<Alert> queue_;
+    bool stopping_ = false;
+    std::thread worker_;
+};
+
+/// Splits "http://host:port/path" into its parts; false if not http(s).
+bool parse_url(const std::string& url, bool& tls, std::string& host, std::string& port, std::string& path);
+
+}  // namespace kw::core::alerts
