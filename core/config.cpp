@@ -54,7 +54,7 @@ void apply_file(Config& c, const std::string& file) {
         throw Error(ErrorKind::config, where(file, e.source()) + ": " + std::string(e.description()));
     }
     c.source = file;
-    reject_unknown(file, root, "", {"hsm", "store", "keys", "audit", "server", "rotation"});
+    reject_unknown(file, root, "", {"hsm", "store", "keys", "audit", "server", "rotation", "alerts"});
     auto section = [&](const char* name) -> const toml::table* {
         const toml::node* n = root.get(name);
         if (n == nullptr) return nullptr;
@@ -104,6 +104,28 @@ void apply_file(Config& c, const std::string& file) {
         reject_unknown(file, *t, "server", {"listen", "unix_socket"});
         read(file, *t, "listen", c.listen);
         read(file, *t, "unix_socket", c.unix_socket);
+    }
+    if (const auto* t = section("alerts")) {
+        reject_unknown(file, *t, "alerts", {"webhooks", "kinds", "verify_failed_per_minute"});
+        auto strings = [&](const char* key, std::vector<std::string>& out) {
+            const toml::node* n = t->get(key);
+            if (n == nullptr) return;
+            const toml::array* arr = n->as_array();
+            if (arr == nullptr) bad(file, *n, std::string("alerts.") + key + " must be an array of strings");
+            for (const auto& item : *arr) {
+                auto v = item.value<std::string>();
+                if (!v) bad(file, item, std::string("alerts.") + key + " must be an array of strings");
+                out.push_back(*v);
+            }
+        };
+        strings("webhooks", c.alert_webhooks);
+        strings("kinds", c.alert_kinds);
+        for (const auto& url : c.alert_webhooks) {
+            if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
+                bad(file, *t->get("webhooks"), "alert webhook '" + url + "' must start with http:// or https://");
+            }
+        }
+        read(file, *t, "verify_failed_per_minute", c.verify_failed_per_minute);
     }
     if (const auto* t = section("rotation")) {
         reject_unknown(file, *t, "rotation", {"check_interval", "policy_dir"});

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/types.hpp"
 
@@ -41,6 +42,11 @@ struct Config {
     // [server]
     std::string listen = "127.0.0.1:8443";
     std::string unix_socket;
+
+    // [alerts]
+    std::vector<std::string> alert_webhooks;  // http(s) URLs that receive every alert kind
+    std::vector<std::string> alert_kinds;     // limit to these kinds (empty = all)
+    std::int64_t verify_failed_per_minute = 100;  // above this a verify_failed_spike alert fires
 
     // [rotation]
     std::int64_t rotation_check_interval = 60;

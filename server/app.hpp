@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 
+#include "core/alerts/alerts.hpp"
 #include "core/config.hpp"
 #include "core/key_service.hpp"
 #include "core/metrics/registry.hpp"
@@ -33,6 +34,10 @@ struct App {
     core::ratelimit::Gcra& not_found_limits;
     core::metrics::Registry& metrics;
     std::atomic<bool>& draining;
+    core::alerts::Dispatcher& alerts;
+    // verify_failed spike detection: failures in the current minute.
+    std::atomic<std::int64_t>& failures_minute;
+    std::atomic<std::int64_t>& failures_count;
 };
 
 /// Routes one request; never throws (errors become JSON error responses).

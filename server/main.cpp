@@ -13,6 +13,8 @@
 #include <boost/program_options.hpp>
 #include <condition_variable>
 #include <iostream>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "core/audit/keys.hpp"
@@ -122,8 +124,16 @@ int run(int argc, char** argv) {
         return std::vector<std::pair<core::metrics::Labels, double>>{{{}, static_cast<double>(*next - clock.now())}};
     });
 
-    server::App app{config, token,  *store,      audit,      keys,    tokens, engine, policies,
-                    rotation_mutex, token_limits, key_limits, not_found_limits, metrics, draining};
+    std::vector<core::alerts::Target> targets;
+    for (const auto& url : config.alert_webhooks) {
+        targets.push_back({url, std::set<std::string>(config.alert_kinds.begin(), config.alert_kinds.end())});
+    }
+    core::alerts::Dispatcher alerts(targets, metrics);
+    std::atomic<std::int64_t> failures_minute{0};
+    std::atomic<std::int64_t> failures_count{0};
+    server::App app{config,           token,   *store,   audit,  keys,   tokens, engine,          policies,
+                    rotation_mutex,   token_limits, key_limits, not_found_limits, metrics, draining, alerts,
+                    failures_minute,  failures_count};
     server::HttpOptions ho;
     ho.listen = config.listen;
     ho.unix_socket = config.unix_socket;
@@ -138,6 +148,7 @@ int run(int argc, char** argv) {
     std::mutex stop_mutex;
     std::condition_variable stop_cv;
     bool stopping = false;
+    std::map<std::string, core::UnixTime> expiry_alerted;
     std::thread scheduler([&] {
         for (;;) {
             {
@@ -148,6 +159,24 @@ int run(int argc, char** argv) {
                 std::lock_guard lock(rotation_mutex);
                 for (const auto& r : engine.run_due()) {
                     metrics.inc("keywarden_rotations_total", {{"outcome", r.outcome.empty() ? r.state : r.outcome}});
+                    if (r.outcome == "failed") {
+                        alerts.notify("rotation_failed", r.key_name, "rotation " + std::to_string(r.id) + " failed: " + r.error,
+                                      {{"strategy", r.strategy}, {"from", r.from_kid}, {"to", r.to_kid}});
+                    }
+                }
+                // Keys that expire within their policy's warning lead (14 days
+                // without a policy): one alert per key per day.
+                const auto now = clock.now();
+                for (const auto& k : store->list_keys()) {
+                    if (!k.expires_at || k.revoked_at || *k.expires_at <= now) continue;
+                    const auto* p = policies.for_key(k);
+                    const std::int64_t lead = p != nullptr ? p->expiry_warning : 14 * 86400;
+                    if (*k.expires_at - now > lead) continue;
+                    auto& last = expiry_alerted[k.id];
+                    if (now - last < 86400) continue;
+                    last = now;
+                    alerts.notify("key_expiring", k.name, "key expires at " + core::format_time(*k.expires_at),
+                                  {{"expires_at", core::format_time(*k.expires_at)}});
                 }
             } catch (const std::exception& e) {
                 metrics.inc("keywarden_rotations_total", {{"outcome", "error"}});
