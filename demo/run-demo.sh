@@ -87,7 +87,18 @@ expect_fail 7 "$K" token verify --in "$work/billing.token"
 run "$K" destroy webhook-signing --yes
 run "$K" show webhook-signing
 
-step "6. The audit trail, and proof it has not been changed"
+step "6. Rotation: JWTs signed before and after still verify against the JWKS"
+printf '{"sub":"user-42","scope":"invoices:read"}\n' > "$work/claims.json"
+"$K" jwt sign session-jwt --claims "$work/claims.json" > "$work/before.jwt"
+run "$K" rotate session-jwt --strategy OVERLAPPING
+"$K" jwt sign session-jwt --claims "$work/claims.json" > "$work/after.jwt"
+run "$K" jwt verify session-jwt --in "$work/before.jwt"
+run "$K" jwt verify session-jwt --in "$work/after.jwt"
+run "$K" jwks
+run "$K" rotate legacy-rsa --strategy IMMEDIATE
+run "$K" rotate history
+
+step "7. The audit trail, and proof it has not been changed"
 run "$K" audit query --event verify_failed
 run "$K" audit tail -n 8
 run "$K" audit verify
