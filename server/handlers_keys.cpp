@@ -49,6 +49,10 @@ core::tokens::Verification caller_for(App& app, const Request& r, const std::str
 Response sign_response(App& app, const Request& r, const std::string& name, const char* field, const char* verb) {
     auto body = parse_body(r, {"data", "encoding", "padding", "format", "caller"});
     auto caller = caller_for(app, r, "sign", name);
+    // Only an authorised caller learns what kind of key this is.
+    if (std::string_view(verb) == "hmac" && core::family_of(app.keys.get(name)) != core::Family::hmac) {
+        throw ApiError(400, "NOT_HMAC", "'" + name + "' is not an HMAC key");
+    }
     auto opts = options_of(body);
     if (!opts.caller) opts.caller = caller.kid;
     const auto start = std::chrono::steady_clock::now();
@@ -66,8 +70,6 @@ Response sign_response(App& app, const Request& r, const std::string& name, cons
 Response key_sign(App& app, const Request& r, const std::string& name) { return sign_response(app, r, name, "signature", "sign"); }
 
 Response key_hmac(App& app, const Request& r, const std::string& name) {
-    auto key = app.keys.get(name);
-    if (core::family_of(key) != core::Family::hmac) throw ApiError(400, "NOT_HMAC", "'" + name + "' is not an HMAC key");
     return sign_response(app, r, name, "mac", "hmac");
 }
 

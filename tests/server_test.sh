@@ -11,10 +11,11 @@
 # (standard library only, run with /usr/bin/python3). One line per check;
 # stops at the first failure.
 #
-# hsm-keytool commands that write to the store are only run while no daemon
-# runs (docs/operations.md, "One writer per store"). The read-only commands
-# the docs call safe alongside keywardend are tested alongside it in the last
-# section.
+# hsm-keytool and keywardend may share a store (the audit log chains onto the
+# head read inside each write transaction). The auth matrix revokes a token
+# with hsm-keytool while the daemon runs; the last section checks keytool
+# reads and writes alongside a running daemon, and that nothing the daemon
+# acknowledged afterwards is hidden or lost.
 set -euo pipefail
 
 D=${1:?usage: server_test.sh /path/to/keywardend /path/to/hsm-keytool}
@@ -148,10 +149,9 @@ must "issue a provisioning token" "$K" token issue --name prov --provisioning --
 must "issue a sign-only token" "$K" token issue --name narrow --scope sign:pay-ecdsa --out narrow.tok
 must "issue an admin token expiring in 2 s" "$K" token issue --name admin-exp --scope admin --expires-in 2s --out admin-exp.tok
 t_exp_issued=$(date +%s)
-# Revoked now, with no daemon running: a keytool write while keywardend runs
-# would break the daemon's audit chain head (documented: one writer per store).
-must "issue an admin token to revoke" "$K" token issue --name admin-rev --scope admin --out admin-rev.tok
-must "token revoke admin-rev" "$K" token revoke admin-rev
+must "issue an admin token to revoke later" "$K" token issue --name admin-rev --scope admin --out admin-rev.tok
+must "issue a token and revoke it" "$K" token issue --name gone --scope read_only --out gone.tok
+must "token revoke gone" "$K" token revoke gone
 must "generate pay-ecdsa (ecdsa)" "$K" generate --type ecdsa --name pay-ecdsa
 must "generate pay-hmac (hmac)" "$K" generate --type hmac --name pay-hmac
 must "generate pay-jwt (jwt ES256)" "$K" generate --type jwt --alg ES256 --name pay-jwt
@@ -182,6 +182,7 @@ PROV=$(cat prov.tok)
 ADMIN_EXP=$(cat admin-exp.tok)
 ADMIN_REV=$(cat admin-rev.tok)
 NARROW=$(cat narrow.tok)
+GONE=$(cat gone.tok)
 "${CLIENT[@]}" token-wellformed "$SVC" || fail "server_client.py computes token checksums differently from keywarden"
 UNKNOWN=$("${CLIENT[@]}" token-unknown kw_live)
 ok "server_client.py builds well-formed tokens (checksum matches an issued one)"
@@ -237,7 +238,7 @@ expect_error 400 MISSING_FIELD "verify with no token at all" POST /v1/tokens/ver
 expect_error 400 BAD_COST "verify with cost 0" POST /v1/tokens/verify "{\"token\": \"$SVC\", \"cost\": 0}"
 expect_error 404 NOT_FOUND "GET /v1/tokens/verify (wrong method)" GET /v1/tokens/verify
 
-expect 200 "batch" POST '/v1/tokens/verify:batch' "{\"tokens\": [{\"token\": \"$SVC\"}, {\"token\": \"$UNKNOWN\"}, {\"token\": \"garbage\"}, {\"token\": \"$SVC\", \"scope\": \"admin\"}, {\"token\": \"$ADMIN_REV\"}, {\"token\": \"$ADMIN\", \"scope\": \"anything\"}]}"
+expect 200 "batch" POST '/v1/tokens/verify:batch' "{\"tokens\": [{\"token\": \"$SVC\"}, {\"token\": \"$UNKNOWN\"}, {\"token\": \"garbage\"}, {\"token\": \"$SVC\", \"scope\": \"admin\"}, {\"token\": \"$GONE\"}, {\"token\": \"$ADMIN\", \"scope\": \"anything\"}]}"
 jcheck "verify:batch answers per item, in order" \
   '[r["code"] for r in j["results"]] == ["VALID", "NOT_FOUND", "MALFORMED", "INSUFFICIENT_SCOPE", "REVOKED", "VALID"] and j["results"][0]["key"]["name"] == "svc" and j["results"][5]["key"]["name"] == "admin"'
 expect 200 "empty batch" POST '/v1/tokens/verify:batch' '{"tokens": []}'
@@ -334,6 +335,9 @@ expect_error 403 AUTH_SCOPE "admin: service token" GET /v1/admin/keys "" "$SVC"
 wait_s=$((t_exp_issued + 3 - $(date +%s)))
 [ "$wait_s" -gt 0 ] && sleep "$wait_s"
 expect_error 401 AUTH_EXPIRED "admin: expired admin token" GET /v1/admin/keys "" "$ADMIN_EXP"
+expect 200 "admin: admin-rev before the revocation" GET /v1/admin/keys "" "$ADMIN_REV"
+ok "admin: admin-rev works before it is revoked"
+must "hsm-keytool token revoke admin-rev while keywardend runs" "$K" token revoke admin-rev
 expect_error 401 AUTH_REVOKED "admin: revoked admin token" GET /v1/admin/keys "" "$ADMIN_REV"
 expect 200 "admin: valid admin token" GET /v1/admin/keys "" "$ADMIN"
 jcheck "admin: valid admin token -> 200 with every key" \
@@ -751,12 +755,11 @@ ok "C stops cleanly"
 must "audit verify after kill -9, restart and clean stop" "$K" audit verify
 
 # ==================================================================================
-# Read-only hsm-keytool commands alongside a running daemon
+# hsm-keytool alongside a running daemon
 # ==================================================================================
-# docs/operations.md ("One writer per store") calls status, audit verify,
-# audit query, audit tail and policy check safe while keywardend runs. So a
-# keytool read in the middle must not hide the daemon's later writes from
-# other processes, nor lose them on kill -9.
+# Keytool reads (audit verify, audit query, status) and writes (token issue,
+# token revoke) while keywardend runs. Each side must see the other's writes,
+# and what the daemon acknowledged after the keytool runs must survive kill -9.
 start_daemon daemon-d.log
 ok "keywardend D starts"
 expect 201 "issue visible" POST /v1/admin/tokens '{"name": "visible", "max_uses": 100}' "$ADMIN"
@@ -764,23 +767,45 @@ VISIBLE=$(jget 'j["token"]')
 must "hsm-keytool audit verify while keywardend runs" "$K" audit verify
 must "hsm-keytool audit query while keywardend runs" "$K" audit query --event verify_failed --json
 must "hsm-keytool status while keywardend runs" "$K" status --json
+must "hsm-keytool token issue while keywardend runs" "$K" token issue --name cli-during --scope read_only --out cli-during.tok
+CLI_DURING=$(cat cli-during.tok)
+expect 200 "verify cli-during" POST /v1/tokens/verify "{\"token\": \"$CLI_DURING\", \"scope\": \"read_only\"}"
+jcheck "keywardend verifies a token hsm-keytool issued while it runs" 'j["code"] == "VALID" and j["key"]["name"] == "cli-during"'
 for i in 1 2 3 4 5; do
   expect 200 "verify visible $i" POST /v1/tokens/verify "{\"token\": \"$VISIBLE\"}"
   [ "$(jget 'j["code"]')" = VALID ] || fail "verify visible $i: $(cat out)"
 done
-ok "5 VALID verifications after the keytool reads"
+ok "5 VALID verifications of 'visible' after the keytool runs"
 "$K" audit query --key visible --event key_used --json >out 2>err || fail "audit query --key visible"
 seen=$(grep -c '"outcome":"VALID"' out || true)
-[ "$seen" = 5 ] || fail "after a keytool read while keywardend ran, another keytool process sees $seen of the daemon's 5 later VALID events (want 5): the daemon's later commits are invisible to other processes (see report: core/store/sqlite/database.cpp)"
-ok "hsm-keytool sees the daemon's writes made after a concurrent keytool read"
+[ "$seen" = 5 ] || fail "hsm-keytool sees $seen of the 5 VALID events keywardend committed after other keytool runs (want 5): the daemon's commits went where other processes cannot see them (see report: core/store/sqlite/database.cpp)"
+ok "hsm-keytool sees the daemon's writes made after other keytool runs"
+must "hsm-keytool token revoke cli-during while keywardend runs" "$K" token revoke cli-during
+expect 200 "verify cli-during revoked" POST /v1/tokens/verify "{\"token\": \"$CLI_DURING\"}"
+jcheck "keywardend sees the revocation at once" 'j["code"] == "REVOKED"'
 kill -KILL "$dpid"
 wait_daemon 10
 start_daemon daemon-e.log
 expect 200 "usage visible" GET /v1/admin/keys/visible/usage "" "$ADMIN"
 [ "$(jget 'j["versions"][0]["uses"]')" = 5 ] || fail "after kill -9, 'visible' has $(jget 'j["versions"][0]["uses"]') uses, want the 5 answered VALID: acknowledged writes were lost"
-ok "after kill -9, the 5 acknowledged uses made after a keytool read are still there"
+ok "after kill -9, the 5 acknowledged uses are still there"
+expect 200 "verify cli-during after restart" POST /v1/tokens/verify "{\"token\": \"$CLI_DURING\"}"
+jcheck "after kill -9, the keytool revocation still holds" 'j["code"] == "REVOKED"'
 stop_daemon
 [ "$drc" = 0 ] || fail "keywardend E exited $drc after SIGTERM, want 0"
-must "final audit verify" "$K" audit verify
+must "final audit verify (one chain for the daemon's and the keytool's events)" "$K" audit verify
+"$K" audit query --key cli-during --json >out 2>err || fail "audit query --key cli-during"
+$PY <<'EOF' || fail "the audit log lacks the interleaved keytool and daemon events for cli-during"
+import json, sys
+ev = [json.loads(l) for l in open("out") if l.strip()]
+actors = [(e["actor"].split(":")[0], e["op"], e["outcome"]) for e in ev]
+want_in_order = [("cli", "issue", "ok"), ("keywardend", "verify_token", "VALID"), ("keywardend", "verify_token", "REVOKED")]
+it = iter(actors)
+if not all(any(a == w for a in it) for w in want_in_order):
+    sys.exit("cli-during events: %s" % actors)
+if not any(a[0] == "cli" and a[1] == "revoke" for a in actors):
+    sys.exit("no keytool revoke event for cli-during: %s" % actors)
+EOF
+ok "audit log interleaves keytool and daemon events for cli-during (issue, VALID, revoke, REVOKED)"
 
 echo "all $checks server checks passed in $(( $(date +%s) - t_begin )) s"

@@ -22,12 +22,19 @@ void throw_sqlite(sqlite3* db, int rc, std::string_view context) {
 
 Database::Database(const std::string& path, int busy_timeout_ms) : path_(path) {
     // Create the file ourselves so it is 0600 from its first byte; SQLite
-    // gives the -wal and -shm files the same mode as the database.
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        throw Error(ErrorKind::store_failure, "cannot open store " + path + ": " + std::strerror(errno));
+    // gives the -wal and -shm files the same mode as the database. Only when
+    // it does not exist yet: closing any descriptor of a file drops every
+    // POSIX lock this process holds on it, including SQLite's locks from an
+    // earlier connection (keywardend opens the store twice), after which
+    // another process could think it is alone and delete the WAL.
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+        int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST) {
+            throw Error(ErrorKind::store_failure, "cannot create store " + path + ": " + std::strerror(errno));
+        }
+        if (fd >= 0) ::close(fd);
     }
-    ::close(fd);
     int rc = sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
     if (rc != SQLITE_OK) {
         std::string msg = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
