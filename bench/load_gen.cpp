@@ -64,19 +64,29 @@ Options parse(int argc, char** argv) {
             if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
             return argv[++i];
         };
-        if (a == "--host") o.host = next();
-        else if (a == "--port") o.port = std::stoi(next());
-        else if (a == "--token-file") o.token_file = next();
-        else if (a == "--connections") o.connections = std::stoi(next());
-        else if (a == "--seconds") o.seconds = std::stod(next());
-        else if (a == "--rate") o.rate = std::stod(next());
-        else if (a == "--warmup") o.warmup = std::stod(next());
-        else if (a == "--json") o.json_path = next();
-        else throw std::invalid_argument("unknown argument " + a);
+        if (a == "--host")
+            o.host = next();
+        else if (a == "--port")
+            o.port = std::stoi(next());
+        else if (a == "--token-file")
+            o.token_file = next();
+        else if (a == "--connections")
+            o.connections = std::stoi(next());
+        else if (a == "--seconds")
+            o.seconds = std::stod(next());
+        else if (a == "--rate")
+            o.rate = std::stod(next());
+        else if (a == "--warmup")
+            o.warmup = std::stod(next());
+        else if (a == "--json")
+            o.json_path = next();
+        else
+            throw std::invalid_argument("unknown argument " + a);
     }
     if (o.port <= 0 || o.token_file.empty() || o.connections < 1 || o.connections > 1024 || o.seconds <= 0) {
         throw std::invalid_argument(
-            "usage: load_gen --port P --token-file F --connections C --seconds S [--rate R] [--warmup W] [--json FILE]");
+            "usage: load_gen --port P --token-file F --connections C --seconds S [--rate R] [--warmup W] [--json "
+            "FILE]");
     }
     return o;
 }
@@ -113,7 +123,8 @@ private:
         sockaddr_in addr{};
         addr.sin_family = AF_INET;
         addr.sin_port = htons(static_cast<std::uint16_t>(port_));
-        if (::inet_pton(AF_INET, host_.c_str(), &addr.sin_addr) != 1) throw std::runtime_error("bad IPv4 address " + host_);
+        if (::inet_pton(AF_INET, host_.c_str(), &addr.sin_addr) != 1)
+            throw std::runtime_error("bad IPv4 address " + host_);
         if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
             const int e = errno;
             close();

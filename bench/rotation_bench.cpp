@@ -143,17 +143,22 @@ struct Service {
 struct Timing {
     std::vector<double> per_key_s;
     double total_s = 0;
-    [[nodiscard]] double ms_per_key() const { return per_key_s.empty() ? 0 : 1e3 * total_s / static_cast<double>(per_key_s.size()); }
-    [[nodiscard]] double keys_per_s() const { return total_s > 0 ? static_cast<double>(per_key_s.size()) / total_s : 0; }
+    [[nodiscard]] double ms_per_key() const {
+        return per_key_s.empty() ? 0 : 1e3 * total_s / static_cast<double>(per_key_s.size());
+    }
+    [[nodiscard]] double keys_per_s() const {
+        return total_s > 0 ? static_cast<double>(per_key_s.size()) / total_s : 0;
+    }
     [[nodiscard]] json to_json() const {
-        return {{"keys", per_key_s.size()}, {"seconds", total_s},          {"ms_per_key", ms_per_key()},
-                {"keys_per_s", keys_per_s()}, {"p50_ms", pct_ms(per_key_s, 0.5)}, {"p99_ms", pct_ms(per_key_s, 0.99)}};
+        return {{"keys", per_key_s.size()},         {"seconds", total_s},
+                {"ms_per_key", ms_per_key()},       {"keys_per_s", keys_per_s()},
+                {"p50_ms", pct_ms(per_key_s, 0.5)}, {"p99_ms", pct_ms(per_key_s, 0.99)}};
     }
 };
 
 void print_row(const std::string& name, const Timing& t, const std::string& last) {
-    std::printf("  %-50s %6zu %9.2f %9.3f %9.3f %9.3f %9s\n", name.c_str(), t.per_key_s.size(), t.total_s, t.ms_per_key(),
-                pct_ms(t.per_key_s, 0.5), pct_ms(t.per_key_s, 0.99), last.c_str());
+    std::printf("  %-50s %6zu %9.2f %9.3f %9.3f %9.3f %9s\n", name.c_str(), t.per_key_s.size(), t.total_s,
+                t.ms_per_key(), pct_ms(t.per_key_s, 0.5), pct_ms(t.per_key_s, 0.99), last.c_str());
     std::fflush(stdout);
 }
 
@@ -245,8 +250,9 @@ json run_type(Service& svc, const Settings& st, core::KeyType type, std::size_t 
     char r[32];
     std::snprintf(r, sizeof r, "%.2fx", ratio);
     print_row("Engine::rotate OVERLAPPING (to 'promoted')", rot, r);
-    std::printf("  %s: rotation bookkeeping adds %.2f ms per key (%.0f%% of a rotation); %.1f audit events per rotation\n",
-                label.c_str(), rot.ms_per_key() - base.ms_per_key(), 100 * (1 - 1 / ratio), events_per_rotation);
+    std::printf(
+        "  %s: rotation bookkeeping adds %.2f ms per key (%.0f%% of a rotation); %.1f audit events per rotation\n",
+        label.c_str(), rot.ms_per_key() - base.ms_per_key(), 100 * (1 - 1 / ratio), events_per_rotation);
     std::fflush(stdout);
     return {{"type", label},
             {"keys", count},
@@ -261,10 +267,12 @@ json run_type(Service& svc, const Settings& st, core::KeyType type, std::size_t 
 int run(const Settings& st) {
     auto token = open_token();
     Service svc(*token, st.dir + "/rotation.db");
-    std::printf("\nRotation: Engine::rotate (OVERLAPPING) per key vs generating the same versions without bookkeeping\n");
+    std::printf(
+        "\nRotation: Engine::rotate (OVERLAPPING) per key vs generating the same versions without bookkeeping\n");
     std::printf("  (store and audit log: SQLite, one file, WAL; audit durability 'process'; %zu alternating chunks)\n",
                 st.chunks);
-    std::printf("  %-50s %6s %9s %9s %9s %9s %9s\n", "variant", "keys", "total s", "ms/key", "p50 ms", "p99 ms", "vs base");
+    std::printf("  %-50s %6s %9s %9s %9s %9s %9s\n", "variant", "keys", "total s", "ms/key", "p50 ms", "p99 ms",
+                "vs base");
     std::printf("  %s\n", std::string(106, '-').c_str());
     json types = json::array();
     const auto t0 = SteadyClock::now();
@@ -275,8 +283,8 @@ int run(const Settings& st) {
         rot_total += t["rotate"]["seconds"].get<double>();
         base_total += t["baseline_make_version"]["seconds"].get<double>();
     }
-    std::printf("  all %zu rotations: %.1f s (baseline %.1f s, %.2fx); phase time %.1f s\n", st.hmac + st.ecdsa, rot_total,
-                base_total, base_total > 0 ? rot_total / base_total : 0.0, seconds_since(t0));
+    std::printf("  all %zu rotations: %.1f s (baseline %.1f s, %.2fx); phase time %.1f s\n", st.hmac + st.ecdsa,
+                rot_total, base_total, base_total > 0 ? rot_total / base_total : 0.0, seconds_since(t0));
     if (!st.json_path.empty()) {
         std::ofstream out(st.json_path);
         out << json{{"phase", "rotation"},

@@ -35,10 +35,10 @@
 #include <fstream>
 #include <functional>
 #include <memory>
-#include <optional>
-#include <span>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -109,7 +109,8 @@ std::vector<std::size_t> parse_sizes(const std::string& text) {
 
 Settings parse_settings(int argc, char** argv) {
     Settings s;
-    if (argc < 2) throw std::invalid_argument("usage: token_bench sign|scale-keyservice|scale-softhsm --dir DIR [--json FILE]");
+    if (argc < 2)
+        throw std::invalid_argument("usage: token_bench sign|scale-keyservice|scale-softhsm --dir DIR [--json FILE]");
     s.phase = argv[1];
     for (int i = 2; i < argc; ++i) {
         std::string a = argv[i];
@@ -163,9 +164,9 @@ struct Measure {
         return static_cast<double>(l[k]) / 1000.0;
     }
     [[nodiscard]] json to_json() const {
-        return json{{"name", name},         {"ops_per_s", ops_per_s()}, {"us_per_op", us_per_op()},
-                    {"p50_us", pct_us(0.5)}, {"p99_us", pct_us(0.99)},  {"ops", ops},
-                    {"seconds", seconds},   {"round_ops_per_s", round_rates}};
+        return json{{"name", name},          {"ops_per_s", ops_per_s()},      {"us_per_op", us_per_op()},
+                    {"p50_us", pct_us(0.5)}, {"p99_us", pct_us(0.99)},        {"ops", ops},
+                    {"seconds", seconds},    {"round_ops_per_s", round_rates}};
     }
 };
 
@@ -301,7 +302,8 @@ public:
         CK_RV final_rv = fn_->C_FindObjectsFinal(h_);
         must("C_FindObjects", rv);
         must("C_FindObjectsFinal", final_rv);
-        if (count != 1) throw std::runtime_error("label " + label + ": " + std::to_string(count) + " matches, expected 1");
+        if (count != 1)
+            throw std::runtime_error("label " + label + ": " + std::to_string(count) + " matches, expected 1");
         return found[0];
     }
 
@@ -362,8 +364,9 @@ public:
                 const std::optional<kw::core::audit::Checkpoint>& checkpoint) override {
         keep(events, checkpoint);
     }
-    Batch append_at_head(const std::function<Batch(const std::optional<kw::core::audit::Event>&,
-                                                   const std::optional<kw::core::audit::Checkpoint>&)>& build) override {
+    Batch append_at_head(
+        const std::function<Batch(const std::optional<kw::core::audit::Event>&,
+                                  const std::optional<kw::core::audit::Checkpoint>&)>& build) override {
         Batch b = build(head_, checkpoint_);
         keep(b.events, b.checkpoint);
         return b;
@@ -472,11 +475,13 @@ int phase_sign(const Settings& st) {
         auto lease = token->session();
         const auto& s = lease.session();
         std::size_t n = raw.sign(CKM_SHA256_HMAC, hmac.private_key.get(), msg.data(), msg.size(), buf, sizeof buf);
-        if (tk::sign(s, hmac.private_key.get(), tk::SignMechanism::hmac_sha256, msg) != std::vector<std::uint8_t>(buf, buf + n)) {
+        if (tk::sign(s, hmac.private_key.get(), tk::SignMechanism::hmac_sha256, msg) !=
+            std::vector<std::uint8_t>(buf, buf + n)) {
             throw std::runtime_error("sanity: raw and layer HMAC differ");
         }
         n = raw.sign(CKM_SHA256_RSA_PKCS, rsa.private_key.get(), msg.data(), msg.size(), buf, sizeof buf);
-        if (tk::sign(s, rsa.private_key.get(), tk::SignMechanism::rsa_pkcs1_sha256, msg) != std::vector<std::uint8_t>(buf, buf + n)) {
+        if (tk::sign(s, rsa.private_key.get(), tk::SignMechanism::rsa_pkcs1_sha256, msg) !=
+            std::vector<std::uint8_t>(buf, buf + n)) {
             throw std::runtime_error("sanity: raw and layer RSA PKCS#1 differ");
         }
         auto d = sha256(msg);
@@ -491,7 +496,8 @@ int phase_sign(const Settings& st) {
     }
     for (const char* name : {"bench-sign-hmac", "bench-sign-ecdsa"}) {
         auto r = ks.sign(name, msg);
-        if (!ks.verify(name, msg, r.signature).valid) throw std::runtime_error(std::string("sanity: KeyService ") + name);
+        if (!ks.verify(name, msg, r.signature).valid)
+            throw std::runtime_error(std::string("sanity: KeyService ") + name);
     }
 
     // Operations. Each layer op leases a session per call, as callers do.
@@ -521,11 +527,12 @@ int phase_sign(const Settings& st) {
         std::vector<Measure> ms;  // [0] is the raw baseline
     };
     std::vector<Group> groups;
-    groups.push_back({"HMAC-SHA256",
-                      {{"HMAC-SHA256  raw PKCS#11", raw_op(CKM_SHA256_HMAC, hmac.private_key.get())},
-                       {"HMAC-SHA256  token::sign (lease)", layer_op(tk::SignMechanism::hmac_sha256, hmac.private_key.get())},
-                       {"HMAC-SHA256  KeyService::sign", ks_op("bench-sign-hmac")},
-                       {"HMAC-SHA256  raw, token-object key", raw_op(CKM_SHA256_HMAC, hmac_tokobj)}}});
+    groups.push_back(
+        {"HMAC-SHA256",
+         {{"HMAC-SHA256  raw PKCS#11", raw_op(CKM_SHA256_HMAC, hmac.private_key.get())},
+          {"HMAC-SHA256  token::sign (lease)", layer_op(tk::SignMechanism::hmac_sha256, hmac.private_key.get())},
+          {"HMAC-SHA256  KeyService::sign", ks_op("bench-sign-hmac")},
+          {"HMAC-SHA256  raw, token-object key", raw_op(CKM_SHA256_HMAC, hmac_tokobj)}}});
     groups.push_back({"ECDSA P-256",
                       {{"ECDSA P-256  raw (SHA-256 here + CKM_ECDSA)",
                         [&raw, &msg, ec_key] {
@@ -535,13 +542,14 @@ int phase_sign(const Settings& st) {
                         }},
                        {"ECDSA P-256  token::sign (lease)", layer_op(tk::SignMechanism::ecdsa_sha256, ec_key)},
                        {"ECDSA P-256  KeyService::sign (DER)", ks_op("bench-sign-ecdsa")}}});
-    groups.push_back({"Ed25519",
-                      {{"Ed25519      raw PKCS#11", raw_op(CKM_EDDSA, ed.private_key.get())},
-                       {"Ed25519      token::sign (lease)", layer_op(tk::SignMechanism::eddsa, ed.private_key.get())}}});
-    groups.push_back({"RSA-2048 PKCS#1 v1.5 SHA-256",
-                      {{"RSA-2048     raw PKCS#11", raw_op(CKM_SHA256_RSA_PKCS, rsa.private_key.get())},
-                       {"RSA-2048     token::sign (lease)",
-                        layer_op(tk::SignMechanism::rsa_pkcs1_sha256, rsa.private_key.get())}}});
+    groups.push_back(
+        {"Ed25519",
+         {{"Ed25519      raw PKCS#11", raw_op(CKM_EDDSA, ed.private_key.get())},
+          {"Ed25519      token::sign (lease)", layer_op(tk::SignMechanism::eddsa, ed.private_key.get())}}});
+    groups.push_back(
+        {"RSA-2048 PKCS#1 v1.5 SHA-256",
+         {{"RSA-2048     raw PKCS#11", raw_op(CKM_SHA256_RSA_PKCS, rsa.private_key.get())},
+          {"RSA-2048     token::sign (lease)", layer_op(tk::SignMechanism::rsa_pkcs1_sha256, rsa.private_key.get())}}});
 
     print_header("Sign / HMAC throughput, one thread, " + std::to_string(kMessageBytes) + "-byte message", "vs raw");
     std::printf("  (KeyService audit: %s)\n", kAuditMode);
@@ -561,8 +569,12 @@ int phase_sign(const Settings& st) {
         }
     }
     must("C_DestroyObject", raw.fn()->C_DestroyObject(raw.h(), hmac_tokobj));
-    write_json(st, json{{"phase", "sign"}, {"message_bytes", kMessageBytes}, {"seconds_per_variant", st.seconds},
-                        {"rounds", st.rounds}, {"keyservice_audit", kAuditMode}, {"rows", rows}});
+    write_json(st, json{{"phase", "sign"},
+                        {"message_bytes", kMessageBytes},
+                        {"seconds_per_variant", st.seconds},
+                        {"rounds", st.rounds},
+                        {"keyservice_audit", kAuditMode},
+                        {"rows", rows}});
     return 0;
 }
 
@@ -635,8 +647,8 @@ int phase_scale_keyservice(const Settings& st) {
     }
     const double ratio = sizes.back()["lookup_sign"]["us_per_op"].get<double>() /
                          sizes.front()["lookup_sign"]["us_per_op"].get<double>();
-    const double ratio_p50 = sizes.back()["lookup_sign"]["p50_us"].get<double>() /
-                             sizes.front()["lookup_sign"]["p50_us"].get<double>();
+    const double ratio_p50 =
+        sizes.back()["lookup_sign"]["p50_us"].get<double>() / sizes.front()["lookup_sign"]["p50_us"].get<double>();
     const double lookup_ratio = sizes.back()["lookup_only"]["us_per_op"].get<double>() /
                                 sizes.front()["lookup_only"]["us_per_op"].get<double>();
     const double gen_rate = static_cast<double>(have) / gen_seconds;
@@ -690,8 +702,8 @@ int phase_scale_softhsm(const Settings& st) {
 
         const double rate = n > start ? static_cast<double>(n - start) / create_s : 0;
         std::printf("  %-46s %11.0f keys/s%s\n",
-                    ("C_GenerateKey token objects " + std::to_string(start + 1) + "-" + std::to_string(n)).c_str(), rate,
-                    truncated ? "  (creation budget exhausted)" : "");
+                    ("C_GenerateKey token objects " + std::to_string(start + 1) + "-" + std::to_string(n)).c_str(),
+                    rate, truncated ? "  (creation budget exhausted)" : "");
         std::fflush(stdout);
 
         std::uniform_int_distribution<std::size_t> pick(0, n - 1);
@@ -722,7 +734,8 @@ int phase_scale_softhsm(const Settings& st) {
                     sizes.front()["keys"].get<std::size_t>(), ratio);
     }
     if (truncated) {
-        std::printf("  NOTE: stopped at %zu token objects: creation budget of %.0f s exhausted\n", have, st.create_budget);
+        std::printf("  NOTE: stopped at %zu token objects: creation budget of %.0f s exhausted\n", have,
+                    st.create_budget);
     }
     write_json(st, json{{"phase", "scale-softhsm"},
                         {"message_bytes", kMessageBytes},

@@ -7,7 +7,8 @@
 namespace kw::core {
 
 UnixTime SystemClock::now() const {
-    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
 }
 
 std::string format_time(UnixTime t) {
@@ -23,11 +24,26 @@ std::optional<std::int64_t> parse_duration(std::string_view text) {
     if (text.empty()) return std::nullopt;
     std::int64_t unit = 1;
     switch (text.back()) {
-        case 's': unit = 1; text.remove_suffix(1); break;
-        case 'm': unit = 60; text.remove_suffix(1); break;
-        case 'h': unit = 3600; text.remove_suffix(1); break;
-        case 'd': unit = 86400; text.remove_suffix(1); break;
-        case 'w': unit = 7 * 86400; text.remove_suffix(1); break;
+        case 's':
+            unit = 1;
+            text.remove_suffix(1);
+            break;
+        case 'm':
+            unit = 60;
+            text.remove_suffix(1);
+            break;
+        case 'h':
+            unit = 3600;
+            text.remove_suffix(1);
+            break;
+        case 'd':
+            unit = 86400;
+            text.remove_suffix(1);
+            break;
+        case 'w':
+            unit = 7 * 86400;
+            text.remove_suffix(1);
+            break;
         default: break;
     }
     std::int64_t value = 0;

@@ -3,8 +3,8 @@
 // that is passed in, so tests can move time by hand.
 #include <cstdint>
 #include <optional>
-#include <string_view>
 #include <string>
+#include <string_view>
 
 namespace kw::core {
 

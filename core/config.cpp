@@ -62,7 +62,8 @@ void apply_file(Config& c, const std::string& file) {
         return n->as_table();
     };
     if (const auto* t = section("hsm")) {
-        reject_unknown(file, *t, "hsm", {"module", "token_label", "token_serial", "token_uri", "pin_env", "pin_file", "sessions"});
+        reject_unknown(file, *t, "hsm",
+                       {"module", "token_label", "token_serial", "token_uri", "pin_env", "pin_file", "sessions"});
         read(file, *t, "module", c.hsm_module);
         read(file, *t, "token_label", c.token_label);
         read(file, *t, "token_serial", c.token_serial);

@@ -35,17 +35,17 @@ struct Config {
     std::size_t handle_cache_size = 16384;
 
     // [audit]
-    std::int64_t checkpoint_every = 1000;    // events
+    std::int64_t checkpoint_every = 1000;  // events
     std::int64_t checkpoint_seconds = 60;
-    std::string durability = "process";      // or "power"
+    std::string durability = "process";  // or "power"
 
     // [server]
     std::string listen = "127.0.0.1:8443";
     std::string unix_socket;
 
     // [alerts]
-    std::vector<std::string> alert_webhooks;  // http(s) URLs that receive every alert kind
-    std::vector<std::string> alert_kinds;     // limit to these kinds (empty = all)
+    std::vector<std::string> alert_webhooks;      // http(s) URLs that receive every alert kind
+    std::vector<std::string> alert_kinds;         // limit to these kinds (empty = all)
     std::int64_t verify_failed_per_minute = 100;  // above this a verify_failed_spike alert fires
 
     // [rotation]

@@ -49,7 +49,8 @@ std::optional<std::vector<std::uint8_t>> from_base64(std::string_view text) {
     }
     if (clean.size() % 4 != 0) return std::nullopt;
     std::vector<std::uint8_t> out(clean.size() / 4 * 3 + 1);
-    int n = EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(clean.data()), static_cast<int>(clean.size()));
+    int n = EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(clean.data()),
+                            static_cast<int>(clean.size()));
     if (n < 0) return std::nullopt;
     // EVP_DecodeBlock counts padding as zero bytes: drop them.
     std::size_t pad = 0;

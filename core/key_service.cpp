@@ -6,9 +6,9 @@
 #include <cstdio>
 
 #include "core/crypto/public_key.hpp"
-#include "core/lifecycle.hpp"
 #include "core/encoding.hpp"
 #include "core/error.hpp"
+#include "core/lifecycle.hpp"
 #include "token/attributes.hpp"
 #include "token/error.hpp"
 #include "token/keygen.hpp"
@@ -25,7 +25,7 @@ token::KeySpec spec_for(const ManagedKey& key) {
         case Family::rsa: return {token::KeyAlgorithm::rsa, key.rsa_bits};
         case Family::ecdsa:
             return {key.curve.value_or(Curve::p256) == Curve::p384 ? token::KeyAlgorithm::ec_p384
-                                                                     : token::KeyAlgorithm::ec_p256,
+                                                                   : token::KeyAlgorithm::ec_p256,
                     0};
         case Family::ed25519: return {token::KeyAlgorithm::ed25519, 0};
     }
@@ -37,18 +37,32 @@ token::UnwrapSpec unwrap_spec_for(const ManagedKey& key, const KeyVersion& v) {
     u.label = key.name;
     u.id.assign(v.kid.begin(), v.kid.end());
     switch (family_of(key)) {
-        case Family::hmac: u.key_class = CKO_SECRET_KEY; u.key_type = CKK_GENERIC_SECRET; break;
-        case Family::rsa: u.key_class = CKO_PRIVATE_KEY; u.key_type = CKK_RSA; break;
-        case Family::ecdsa: u.key_class = CKO_PRIVATE_KEY; u.key_type = CKK_EC; break;
-        case Family::ed25519: u.key_class = CKO_PRIVATE_KEY; u.key_type = CKK_EC_EDWARDS; break;
+        case Family::hmac:
+            u.key_class = CKO_SECRET_KEY;
+            u.key_type = CKK_GENERIC_SECRET;
+            break;
+        case Family::rsa:
+            u.key_class = CKO_PRIVATE_KEY;
+            u.key_type = CKK_RSA;
+            break;
+        case Family::ecdsa:
+            u.key_class = CKO_PRIVATE_KEY;
+            u.key_type = CKK_EC;
+            break;
+        case Family::ed25519:
+            u.key_class = CKO_PRIVATE_KEY;
+            u.key_type = CKK_EC_EDWARDS;
+            break;
     }
     return u;
 }
 
 void validate(GenerateRequest& r) {
-    if (r.name.empty() || r.name.size() > 128) throw Error(ErrorKind::invalid_argument, "key name must be 1-128 characters");
+    if (r.name.empty() || r.name.size() > 128)
+        throw Error(ErrorKind::invalid_argument, "key name must be 1-128 characters");
     for (char c : r.name) {
-        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '/' || c == ':')) {
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '/' ||
+              c == ':')) {
             throw Error(ErrorKind::invalid_argument,
                         "key name '" + r.name + "' may only hold letters, digits and - _ . / :");
         }
@@ -133,11 +147,13 @@ int rollout_bucket(std::string_view key_id, std::string_view caller) {
     std::uint8_t md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     EVP_Digest(input.data(), input.size(), md, &len, EVP_sha256(), nullptr);
-    const std::uint32_t v = (std::uint32_t{md[0]} << 24) | (std::uint32_t{md[1]} << 16) | (std::uint32_t{md[2]} << 8) | md[3];
+    const std::uint32_t v =
+        (std::uint32_t{md[0]} << 24) | (std::uint32_t{md[1]} << 16) | (std::uint32_t{md[2]} << 8) | md[3];
     return static_cast<int>(v % 100);
 }
 
-KeyVersion KeyService::make_version(const ManagedKey& key, int number, Residency residency, std::optional<std::string> kid) {
+KeyVersion KeyService::make_version(const ManagedKey& key, int number, Residency residency,
+                                    std::optional<std::string> kid) {
     KeyVersion v;
     v.version = number;
     v.kid = kid ? *kid : new_kid();
@@ -193,8 +209,9 @@ ManagedKey KeyService::generate(const GenerateRequest& request) {
     } catch (const token::Pkcs11Error& e) {
         if (e.rv() != CKR_KEY_NOT_WRAPPABLE || r.residency != Residency::wrapped) throw;
         if (!r.allow_token_fallback) {
-            throw Error(ErrorKind::invalid_argument, "this token cannot wrap " + std::string(to_string(key.type)) +
-                                                         " keys (C_WrapKey: CKR_KEY_NOT_WRAPPABLE): use --residency token");
+            throw Error(ErrorKind::invalid_argument,
+                        "this token cannot wrap " + std::string(to_string(key.type)) +
+                            " keys (C_WrapKey: CKR_KEY_NOT_WRAPPABLE): use --residency token");
         }
         v = make_version(key, 1, Residency::token);
     }
@@ -294,7 +311,8 @@ SignResult KeyService::sign(std::string_view name, std::span<const std::uint8_t>
     const UnixTime now = clock_.now();
     const KeyVersion* v = key.primary();
     if (key.rollout_kid && options.caller && rollout_bucket(key.id, *options.caller) < key.rollout_share) {
-        if (const KeyVersion* next = key.version_by_kid(*key.rollout_kid); next != nullptr && can_sign(next->state)) v = next;
+        if (const KeyVersion* next = key.version_by_kid(*key.rollout_kid); next != nullptr && can_sign(next->state))
+            v = next;
     }
     std::string refusal;
     if (key.revoked_at) {
@@ -304,7 +322,8 @@ SignResult KeyService::sign(std::string_view name, std::span<const std::uint8_t>
     } else if (v == nullptr) {
         refusal = "key '" + key.name + "' has no primary version";
     } else if (!can_sign(v->state)) {
-        refusal = "key '" + key.name + "' version " + v->kid + " is " + std::string(to_string(v->state)) + ": it cannot sign";
+        refusal =
+            "key '" + key.name + "' version " + v->kid + " is " + std::string(to_string(v->state)) + ": it cannot sign";
     }
     if (!refusal.empty()) {
         audit(audit::EventType::key_used, key.name, v ? v->kid : "", "sign", "denied", {{"reason", refusal}});
@@ -336,7 +355,8 @@ SignResult KeyService::sign(std::string_view name, std::span<const std::uint8_t>
         audit(audit::EventType::key_used, key.name, v->kid, "sign", "error", {{"error", why}});
         std::rethrow_exception(failure);
     }
-    if ((result.mechanism == token::SignMechanism::ecdsa_sha256 || result.mechanism == token::SignMechanism::ecdsa_sha384) &&
+    if ((result.mechanism == token::SignMechanism::ecdsa_sha256 ||
+         result.mechanism == token::SignMechanism::ecdsa_sha384) &&
         options.format == SignatureFormat::der) {
         result.signature = ecdsa_raw_to_der(result.signature);
     }
@@ -375,15 +395,16 @@ void KeyService::revoke(std::string_view name, const std::string& reason) {
     const UnixTime now = clock_.now();
     std::vector<StateChange> done;
     for (const auto& v : key.versions) {
-        if (v.state == VersionState::active || v.state == VersionState::pre_active || v.state == VersionState::suspended) {
+        if (v.state == VersionState::active || v.state == VersionState::pre_active ||
+            v.state == VersionState::suspended) {
             transition(key, v, VersionState::deactivated, reason.empty() ? "revoked" : reason, done);
         }
     }
     store_.set_revoked(key.id, now);
 }
 
-SignResult KeyService::sign_with_version(std::string_view name, std::string_view kid, std::span<const std::uint8_t> data,
-                                         const SignOptions& options) {
+SignResult KeyService::sign_with_version(std::string_view name, std::string_view kid,
+                                         std::span<const std::uint8_t> data, const SignOptions& options) {
     ManagedKey key = get(name);
     const KeyVersion* v = key.version_by_kid(kid);
     if (v == nullptr) throw Error(ErrorKind::not_found, "key '" + key.name + "' has no version " + std::string(kid));
@@ -394,11 +415,13 @@ SignResult KeyService::sign_with_version(std::string_view name, std::string_view
     result.mechanism = mechanism_for(key, options);
     result.kid = v->kid;
     result.version = v->version;
-    audit(audit::EventType::key_used, key.name, v->kid, "check", "ok", {{"mechanism", token::to_string(result.mechanism)}});
+    audit(audit::EventType::key_used, key.name, v->kid, "check", "ok",
+          {{"mechanism", token::to_string(result.mechanism)}});
     auto lease = token_.session();
     const auto& s = lease.session();
     result.signature = token::sign(s, working_handle(s, key, *v), result.mechanism, data);
-    if ((result.mechanism == token::SignMechanism::ecdsa_sha256 || result.mechanism == token::SignMechanism::ecdsa_sha384) &&
+    if ((result.mechanism == token::SignMechanism::ecdsa_sha256 ||
+         result.mechanism == token::SignMechanism::ecdsa_sha384) &&
         options.format == SignatureFormat::der) {
         result.signature = ecdsa_raw_to_der(result.signature);
     }
@@ -444,7 +467,8 @@ void KeyService::destroy_material(const ManagedKey& key, const KeyVersion& v) {
     store_.clear_key_material(v.kid);
 }
 
-std::vector<StateChange> KeyService::apply(std::string_view name, LifecycleOp op, const std::string& reason, bool force) {
+std::vector<StateChange> KeyService::apply(std::string_view name, LifecycleOp op, const std::string& reason,
+                                           bool force) {
     ManagedKey key = get(name);
     std::vector<StateChange> done;
     std::string refusal;
@@ -476,7 +500,8 @@ std::vector<StateChange> KeyService::apply(std::string_view name, LifecycleOp op
                                   ": deactivate it first or use --force";
                         break;
                     }
-                    transition(key, current, VersionState::deactivated, reason.empty() ? "forced destroy" : reason, done);
+                    transition(key, current, VersionState::deactivated, reason.empty() ? "forced destroy" : reason,
+                               done);
                     current.state = VersionState::deactivated;
                 }
                 transition(key, current, VersionState::destroyed, reason, done);
@@ -485,16 +510,20 @@ std::vector<StateChange> KeyService::apply(std::string_view name, LifecycleOp op
             }
         }
     }
-    if (!refusal.empty()) throw Error(ErrorKind::not_permitted, refusal + (done.empty() ? "" : " (other versions were changed)"));
+    if (!refusal.empty())
+        throw Error(ErrorKind::not_permitted, refusal + (done.empty() ? "" : " (other versions were changed)"));
     if (done.empty()) {
-        throw Error(ErrorKind::not_permitted, "no version of '" + key.name + "' can " + std::string(to_string(op)) +
-                                                  " (states: " + [&] {
-                                                      std::string st;
-                                                      for (const auto& v : key.versions) {
-                                                          st += (st.empty() ? "" : ", ") + std::string(to_string(v.state));
-                                                      }
-                                                      return st;
-                                                  }() + ")");
+        throw Error(
+            ErrorKind::not_permitted, "no version of '" + key.name + "' can " + std::string(to_string(op)) +
+                                          " (states: " +
+                                          [&] {
+                                              std::string st;
+                                              for (const auto& v : key.versions) {
+                                                  st += (st.empty() ? "" : ", ") + std::string(to_string(v.state));
+                                              }
+                                              return st;
+                                          }() +
+                                          ")");
     }
     return done;
 }

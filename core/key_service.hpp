@@ -100,8 +100,9 @@ public:
     SignResult sign(std::string_view name, std::span<const std::uint8_t> data, const SignOptions& options = {});
 
     /// Checks with the given version, or every version allowed to verify.
-    VerifyResult verify(std::string_view name, std::span<const std::uint8_t> data, std::span<const std::uint8_t> signature,
-                        const SignOptions& options = {}, std::optional<std::string_view> kid = {});
+    VerifyResult verify(std::string_view name, std::span<const std::uint8_t> data,
+                        std::span<const std::uint8_t> signature, const SignOptions& options = {},
+                        std::optional<std::string_view> kid = {});
 
     /// Revokes the key: no version signs again; versions become deactivated (verify only).
     void revoke(std::string_view name, const std::string& reason = "");
@@ -111,7 +112,8 @@ public:
     /// `force` (then they are deactivated first, both steps recorded).
     /// Returns the versions changed. Throws Error(not_permitted) when no
     /// version can make the transition.
-    std::vector<StateChange> apply(std::string_view name, LifecycleOp op, const std::string& reason = "", bool force = false);
+    std::vector<StateChange> apply(std::string_view name, LifecycleOp op, const std::string& reason = "",
+                                   bool force = false);
 
     /// Writes an audit event (used by the services built on this one).
     void audit(audit::EventType type, const std::string& key, const std::string& kid, const std::string& op,
@@ -135,14 +137,16 @@ public:
 
     /// Generates a new key version's material (no store write): used by
     /// generate() and by rotation (which chooses and records the kid first).
-    KeyVersion make_version(const ManagedKey& key, int number, Residency residency, std::optional<std::string> kid = {});
+    KeyVersion make_version(const ManagedKey& key, int number, Residency residency,
+                            std::optional<std::string> kid = {});
 
     /// Signs with one particular version (rotation checks, audited as "check").
     SignResult sign_with_version(std::string_view name, std::string_view kid, std::span<const std::uint8_t> data,
                                  const SignOptions& options = {});
 
     /// One audited lifecycle transition of one version.
-    StateChange transition_version(const ManagedKey& key, std::string_view kid, VersionState to, const std::string& reason);
+    StateChange transition_version(const ManagedKey& key, std::string_view kid, VersionState to,
+                                   const std::string& reason);
 
     /// Erases a version's key material (token object or wrapped blob).
     void destroy_version_material(const ManagedKey& key, std::string_view kid);

@@ -57,16 +57,34 @@ constexpr std::array<std::pair<Curve, std::string_view>, 2> kCurves{{
 
 }  // namespace
 
-std::string_view to_string(KeyType v) { return name_of(kKeyTypes, v); }
-std::string_view to_string(Residency v) { return name_of(kResidencies, v); }
-std::string_view to_string(VersionState v) { return name_of(kStates, v); }
-std::string_view to_string(JwtAlg v) { return name_of(kJwtAlgs, v); }
-std::string_view to_string(Curve v) { return name_of(kCurves, v); }
+std::string_view to_string(KeyType v) {
+    return name_of(kKeyTypes, v);
+}
+std::string_view to_string(Residency v) {
+    return name_of(kResidencies, v);
+}
+std::string_view to_string(VersionState v) {
+    return name_of(kStates, v);
+}
+std::string_view to_string(JwtAlg v) {
+    return name_of(kJwtAlgs, v);
+}
+std::string_view to_string(Curve v) {
+    return name_of(kCurves, v);
+}
 
-std::optional<KeyType> parse_key_type(std::string_view s) { return lookup(kKeyTypes, s); }
-std::optional<Residency> parse_residency(std::string_view s) { return lookup(kResidencies, s); }
-std::optional<VersionState> parse_version_state(std::string_view s) { return lookup(kStates, s); }
-std::optional<JwtAlg> parse_jwt_alg(std::string_view s) { return lookup(kJwtAlgs, s); }
+std::optional<KeyType> parse_key_type(std::string_view s) {
+    return lookup(kKeyTypes, s);
+}
+std::optional<Residency> parse_residency(std::string_view s) {
+    return lookup(kResidencies, s);
+}
+std::optional<VersionState> parse_version_state(std::string_view s) {
+    return lookup(kStates, s);
+}
+std::optional<JwtAlg> parse_jwt_alg(std::string_view s) {
+    return lookup(kJwtAlgs, s);
+}
 std::optional<Curve> parse_curve(std::string_view s) {
     if (s == "p256" || s == "prime256v1" || s == "secp256r1") return Curve::p256;
     if (s == "p384" || s == "secp384r1") return Curve::p384;

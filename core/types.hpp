@@ -31,7 +31,9 @@ enum class RsaPadding { pkcs1, pss };
 [[nodiscard]] std::optional<Curve> parse_curve(std::string_view s);
 
 /// States in which a version may produce new signatures.
-[[nodiscard]] constexpr bool can_sign(VersionState s) { return s == VersionState::active; }
+[[nodiscard]] constexpr bool can_sign(VersionState s) {
+    return s == VersionState::active;
+}
 /// States in which a version may check signatures. pre_active counts: a
 /// version is published (verify set, JWKS) before it signs, so that
 /// verifiers know it by the time its first signature arrives.

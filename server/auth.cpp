@@ -4,8 +4,10 @@ namespace kw::server {
 
 core::tokens::Verification authorize(App& app, const Request& r, const std::string& scope) {
     const std::string prefix = "Bearer ";
-    if (r.authorization.empty()) throw ApiError(401, "AUTH_MISSING", "an Authorization: Bearer <token> header is required");
-    if (r.authorization.rfind(prefix, 0) != 0) throw ApiError(401, "AUTH_MALFORMED", "Authorization must be 'Bearer <token>'");
+    if (r.authorization.empty())
+        throw ApiError(401, "AUTH_MISSING", "an Authorization: Bearer <token> header is required");
+    if (r.authorization.rfind(prefix, 0) != 0)
+        throw ApiError(401, "AUTH_MALFORMED", "Authorization must be 'Bearer <token>'");
     auto v = app.tokens.verify(std::string_view(r.authorization).substr(prefix.size()), scope);
     using C = core::tokens::VerifyCode;
     switch (v.code) {

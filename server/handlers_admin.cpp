@@ -10,8 +10,11 @@ namespace {
 nlohmann::json key_json(const core::ManagedKey& k) {
     nlohmann::json versions = nlohmann::json::array();
     for (const auto& v : k.versions) {
-        versions.push_back({{"version", v.version}, {"kid", v.kid}, {"state", core::to_string(v.state)},
-                            {"primary", v.primary}, {"residency", core::to_string(v.residency)},
+        versions.push_back({{"version", v.version},
+                            {"kid", v.kid},
+                            {"state", core::to_string(v.state)},
+                            {"primary", v.primary},
+                            {"residency", core::to_string(v.residency)},
                             {"created_at", core::format_time(v.created_at)}});
     }
     return {{"id", k.id},
@@ -27,15 +30,23 @@ nlohmann::json key_json(const core::ManagedKey& k) {
 }
 
 nlohmann::json rotation_json(const core::RotationRecord& r) {
-    return {{"id", r.id},         {"key", r.key_name},   {"strategy", r.strategy}, {"from_kid", r.from_kid},
-            {"to_kid", r.to_kid}, {"state", r.state},    {"outcome", r.outcome},   {"error", r.error},
-            {"started_at", core::format_time(r.started_at)},
-            {"finished_at", r.finished_at ? nlohmann::json(core::format_time(*r.finished_at)) : nlohmann::json(nullptr)}};
+    return {
+        {"id", r.id},
+        {"key", r.key_name},
+        {"strategy", r.strategy},
+        {"from_kid", r.from_kid},
+        {"to_kid", r.to_kid},
+        {"state", r.state},
+        {"outcome", r.outcome},
+        {"error", r.error},
+        {"started_at", core::format_time(r.started_at)},
+        {"finished_at", r.finished_at ? nlohmann::json(core::format_time(*r.finished_at)) : nlohmann::json(nullptr)}};
 }
 
 std::vector<std::string> strings(const nlohmann::json& j, const char* field) {
     if (!j.contains(field)) return {};
-    if (!j[field].is_array()) throw ApiError(400, "BAD_TYPE", std::string("'") + field + "' must be an array of strings");
+    if (!j[field].is_array())
+        throw ApiError(400, "BAD_TYPE", std::string("'") + field + "' must be an array of strings");
     std::vector<std::string> out;
     for (const auto& s : j[field]) {
         if (!s.is_string()) throw ApiError(400, "BAD_TYPE", std::string("'") + field + "' must be an array of strings");
@@ -45,7 +56,8 @@ std::vector<std::string> strings(const nlohmann::json& j, const char* field) {
 }
 
 Response create_key(App& app, const Request& r) {
-    auto body = parse_body(r, {"name", "type", "size", "curve", "alg", "scopes", "owner", "labels", "expires_in", "residency"});
+    auto body =
+        parse_body(r, {"name", "type", "size", "curve", "alg", "scopes", "owner", "labels", "expires_in", "residency"});
     core::GenerateRequest g;
     g.name = require_string(body, "name");
     auto type = core::parse_key_type(require_string(body, "type"));
@@ -81,7 +93,8 @@ Response create_key(App& app, const Request& r) {
 }
 
 Response issue_token(App& app, const Request& r) {
-    auto body = parse_body(r, {"name", "scopes", "expires_in", "prefix", "max_uses", "refill_seconds", "provisioning", "owner"});
+    auto body = parse_body(
+        r, {"name", "scopes", "expires_in", "prefix", "max_uses", "refill_seconds", "provisioning", "owner"});
     core::tokens::IssueRequest req;
     req.name = require_string(body, "name");
     req.scopes = strings(body, "scopes");
@@ -107,13 +120,15 @@ Response key_action(App& app, const Request& r, const std::string& name, const s
         std::optional<core::rotation::Strategy> strategy;
         if (auto s = optional_string(body, "strategy")) {
             strategy = core::rotation::parse_strategy(*s);
-            if (!strategy) throw ApiError(400, "BAD_STRATEGY", "strategy must be IMMEDIATE, OVERLAPPING, GRADUAL or BLUE_GREEN");
+            if (!strategy)
+                throw ApiError(400, "BAD_STRATEGY", "strategy must be IMMEDIATE, OVERLAPPING, GRADUAL or BLUE_GREEN");
         }
         std::lock_guard lock(app.rotation_mutex);
         auto result = app.engine.rotate(name, strategy);
         auto j = rotation_json(result.record);
         if (result.new_token) j["token"] = *result.new_token;
-        app.metrics.inc("keywarden_rotations_total", {{"outcome", result.record.outcome.empty() ? "started" : result.record.outcome}});
+        app.metrics.inc("keywarden_rotations_total",
+                        {{"outcome", result.record.outcome.empty() ? "started" : result.record.outcome}});
         return Response::json(j);
     }
     if (action == "rollback") {
@@ -127,10 +142,10 @@ Response key_action(App& app, const Request& r, const std::string& name, const s
         return Response::json(key_json(app.keys.get(name)));
     }
     static const std::map<std::string, core::LifecycleOp> ops{{"suspend", core::LifecycleOp::suspend},
-                                                             {"resume", core::LifecycleOp::resume},
-                                                             {"deactivate", core::LifecycleOp::deactivate},
-                                                             {"compromise", core::LifecycleOp::compromise},
-                                                             {"destroy", core::LifecycleOp::destroy}};
+                                                              {"resume", core::LifecycleOp::resume},
+                                                              {"deactivate", core::LifecycleOp::deactivate},
+                                                              {"compromise", core::LifecycleOp::compromise},
+                                                              {"destroy", core::LifecycleOp::destroy}};
     auto op = ops.find(action);
     if (op == ops.end()) throw ApiError(404, "NOT_FOUND", "no key action '" + action + "'");
     const bool force = body.contains("force") && body["force"].is_boolean() && body["force"].get<bool>();
@@ -151,7 +166,8 @@ Response audit_query(App& app, const Request& r) {
         q.since = app.keys.clock().now() - *d;
     }
     if (auto it = r.query.find("after"); it != r.query.end()) q.after_seq = std::stoull(it->second);
-    if (auto it = r.query.find("limit"); it != r.query.end()) q.limit = std::min<std::size_t>(10000, std::stoul(it->second));
+    if (auto it = r.query.find("limit"); it != r.query.end())
+        q.limit = std::min<std::size_t>(10000, std::stoul(it->second));
     nlohmann::json events = nlohmann::json::array();
     for (const auto& e : app.audit.sink().query(q)) events.push_back(core::audit::to_json(e));
     return Response::json({{"events", events}});
@@ -190,18 +206,24 @@ Response admin(App& app, const Request& r, const std::string& path) {
                     if (auto rec = app.store.token_record(v.kid)) {
                         auto left = rec->remaining(now);
                         auto refill = rec->next_refill(now);
-                        toks.push_back({{"kid", rec->kid}, {"uses", rec->uses},
-                                        {"max_uses", rec->max_uses ? nlohmann::json(*rec->max_uses) : nlohmann::json(nullptr)},
-                                        {"credits_remaining", left ? nlohmann::json(*left) : nlohmann::json(nullptr)},
-                                        {"next_refill", refill ? nlohmann::json(core::format_time(*refill)) : nlohmann::json(nullptr)},
-                                        {"last_used_at", rec->last_used_at ? nlohmann::json(core::format_time(*rec->last_used_at))
-                                                                           : nlohmann::json(nullptr)}});
+                        toks.push_back(
+                            {{"kid", rec->kid},
+                             {"uses", rec->uses},
+                             {"max_uses", rec->max_uses ? nlohmann::json(*rec->max_uses) : nlohmann::json(nullptr)},
+                             {"credits_remaining", left ? nlohmann::json(*left) : nlohmann::json(nullptr)},
+                             {"next_refill",
+                              refill ? nlohmann::json(core::format_time(*refill)) : nlohmann::json(nullptr)},
+                             {"last_used_at", rec->last_used_at ? nlohmann::json(core::format_time(*rec->last_used_at))
+                                                                : nlohmann::json(nullptr)}});
                     } else {
                         auto last = app.store.last_used(v.kid);
-                        toks.push_back({{"kid", v.kid}, {"last_used_at", last ? nlohmann::json(core::format_time(*last)) : nlohmann::json(nullptr)}});
+                        toks.push_back({{"kid", v.kid},
+                                        {"last_used_at",
+                                         last ? nlohmann::json(core::format_time(*last)) : nlohmann::json(nullptr)}});
                     }
                 }
-                return Response::json({{"key", name}, {"versions", toks}, {"by_outcome", app.store.usage_by_outcome(name)}});
+                return Response::json(
+                    {{"key", name}, {"versions", toks}, {"by_outcome", app.store.usage_by_outcome(name)}});
             }
             if (post) return key_action(app, r, name, action);
         }
@@ -210,16 +232,22 @@ Response admin(App& app, const Request& r, const std::string& path) {
         std::lock_guard lock(app.rotation_mutex);
         nlohmann::json arr = nlohmann::json::array();
         auto it = r.query.find("key");
-        for (const auto& rec : app.engine.history(it != r.query.end() ? it->second : "", 100)) arr.push_back(rotation_json(rec));
+        for (const auto& rec : app.engine.history(it != r.query.end() ? it->second : "", 100))
+            arr.push_back(rotation_json(rec));
         return Response::json({{"rotations", arr}});
     }
     if (path == "/rotations/stats" && get) {
         std::lock_guard lock(app.rotation_mutex);
         nlohmann::json arr = nlohmann::json::array();
         for (const auto& s : app.engine.stats()) {
-            arr.push_back({{"strategy", s.strategy}, {"total", s.total}, {"succeeded", s.succeeded}, {"failed", s.failed},
-                           {"rolled_back", s.rolled_back}, {"success_rate", s.success_rate},
-                           {"mean_seconds", s.mean_seconds}, {"p95_seconds", s.p95_seconds}});
+            arr.push_back({{"strategy", s.strategy},
+                           {"total", s.total},
+                           {"succeeded", s.succeeded},
+                           {"failed", s.failed},
+                           {"rolled_back", s.rolled_back},
+                           {"success_rate", s.success_rate},
+                           {"mean_seconds", s.mean_seconds},
+                           {"p95_seconds", s.p95_seconds}});
         }
         return Response::json({{"stats", arr}});
     }
@@ -235,7 +263,8 @@ Response admin(App& app, const Request& r, const std::string& path) {
         l.limit = optional_int(body, "limit").value_or(l.limit);
         l.period_ms = optional_int(body, "period_ms").value_or(l.period_ms);
         l.burst = optional_int(body, "burst").value_or(l.limit);
-        if (l.limit < 1 || l.period_ms < 1 || l.burst < 1) throw ApiError(400, "BAD_LIMIT", "limit, period_ms and burst must be >= 1");
+        if (l.limit < 1 || l.period_ms < 1 || l.burst < 1)
+            throw ApiError(400, "BAD_LIMIT", "limit, period_ms and burst must be >= 1");
         if (auto k = optional_string(body, "key")) {
             app.key_limits.set_limit(*k, l);
         } else if (auto t = optional_string(body, "token_kid")) {

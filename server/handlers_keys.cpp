@@ -22,12 +22,16 @@ std::vector<std::uint8_t> data_of(const nlohmann::json& body) {
 core::SignOptions options_of(const nlohmann::json& body) {
     core::SignOptions o;
     if (auto p = optional_string(body, "padding")) {
-        if (*p == "pss") o.rsa_padding = core::RsaPadding::pss;
-        else if (*p != "pkcs1") throw ApiError(400, "BAD_PADDING", "padding must be pkcs1 or pss");
+        if (*p == "pss")
+            o.rsa_padding = core::RsaPadding::pss;
+        else if (*p != "pkcs1")
+            throw ApiError(400, "BAD_PADDING", "padding must be pkcs1 or pss");
     }
     if (auto f = optional_string(body, "format")) {
-        if (*f == "raw") o.format = core::SignatureFormat::raw;
-        else if (*f != "der") throw ApiError(400, "BAD_FORMAT", "format must be der or raw");
+        if (*f == "raw")
+            o.format = core::SignatureFormat::raw;
+        else if (*f != "der")
+            throw ApiError(400, "BAD_FORMAT", "format must be der or raw");
     }
     o.caller = optional_string(body, "caller");
     return o;
@@ -40,8 +44,9 @@ core::tokens::Verification caller_for(App& app, const Request& r, const std::str
     if (!d.allowed) {
         app.metrics.inc("keywarden_rate_limit_denials_total", {{"scope", "key"}});
         app.keys.audit(core::audit::EventType::rate_limited, name, "", verb, "RATE_LIMITED", {{"caller", v.kid}});
-        throw ApiError(429, "RATE_LIMITED", "key '" + name + "' is over its rate limit; retry in " +
-                                                std::to_string(d.retry_after_ms) + " ms");
+        throw ApiError(
+            429, "RATE_LIMITED",
+            "key '" + name + "' is over its rate limit; retry in " + std::to_string(d.retry_after_ms) + " ms");
     }
     return v;
 }
@@ -67,7 +72,9 @@ Response sign_response(App& app, const Request& r, const std::string& name, cons
 
 }  // namespace
 
-Response key_sign(App& app, const Request& r, const std::string& name) { return sign_response(app, r, name, "signature", "sign"); }
+Response key_sign(App& app, const Request& r, const std::string& name) {
+    return sign_response(app, r, name, "signature", "sign");
+}
 
 Response key_hmac(App& app, const Request& r, const std::string& name) {
     return sign_response(app, r, name, "mac", "hmac");
@@ -82,13 +89,15 @@ Response key_verify(App& app, const Request& r, const std::string& name) {
     auto kid = optional_string(body, "kid");
     auto result = app.keys.verify(name, data_of(body), *sig, options_of(body),
                                   kid ? std::optional<std::string_view>(*kid) : std::nullopt);
-    return Response::json({{"valid", result.valid}, {"kid", result.valid ? nlohmann::json(result.kid) : nlohmann::json(nullptr)}});
+    return Response::json(
+        {{"valid", result.valid}, {"kid", result.valid ? nlohmann::json(result.kid) : nlohmann::json(nullptr)}});
 }
 
 Response jwt_sign(App& app, const Request& r, const std::string& name) {
     auto body = parse_body(r, {"claims", "ttl", "caller"});
     auto caller = caller_for(app, r, "sign", name);
-    if (!body.contains("claims") || !body["claims"].is_object()) throw ApiError(400, "BAD_TYPE", "'claims' must be an object");
+    if (!body.contains("claims") || !body["claims"].is_object())
+        throw ApiError(400, "BAD_TYPE", "'claims' must be an object");
     core::jwt::SignRequest req;
     req.claims = body["claims"];
     req.ttl = optional_int(body, "ttl").value_or(3600);

@@ -19,7 +19,8 @@ void count_not_found(App& app, const Request& r, const nlohmann::json& result) {
     if (result.value("code", "") == "NOT_FOUND") (void)app.not_found_limits.take("nf:" + r.peer, 1);
 }
 
-nlohmann::json verify_one(App& app, std::string_view token, const std::optional<std::string>& scope, std::int64_t cost) {
+nlohmann::json verify_one(App& app, std::string_view token, const std::optional<std::string>& scope,
+                          std::int64_t cost) {
     if (cost < 1 || cost > 1000) throw ApiError(400, "BAD_COST", "cost must be 1..1000");
     core::ratelimit::Decision rl;
     bool limited = false;
@@ -35,8 +36,9 @@ nlohmann::json verify_one(App& app, std::string_view token, const std::optional<
         const std::int64_t minute = app.keys.clock().now() / 60;
         if (app.failures_minute.exchange(minute) != minute) app.failures_count = 0;
         if (++app.failures_count == app.config.verify_failed_per_minute + 1) {
-            app.alerts.notify("verify_failed_spike", "", "more than " + std::to_string(app.config.verify_failed_per_minute) +
-                                                             " failed verifications this minute",
+            app.alerts.notify("verify_failed_spike", "",
+                              "more than " + std::to_string(app.config.verify_failed_per_minute) +
+                                  " failed verifications this minute",
                               {{"last_code", code}});
         }
     } else if (v.remaining_uses) {
@@ -46,7 +48,8 @@ nlohmann::json verify_one(App& app, std::string_view token, const std::optional<
             const std::int64_t left = *v.remaining_uses;
             const std::int64_t fifth = *rec->max_uses / 5;
             if (left == 0) {
-                app.alerts.notify("credits_exhausted", v.name, "token " + v.kid + " has no credits left", {{"kid", v.kid}});
+                app.alerts.notify("credits_exhausted", v.name, "token " + v.kid + " has no credits left",
+                                  {{"kid", v.kid}});
             } else if (left == fifth) {
                 app.alerts.notify("credits_low", v.name, "token " + v.kid + " is down to 20% of its credits",
                                   {{"kid", v.kid}, {"remaining", left}});
@@ -60,13 +63,15 @@ nlohmann::json verify_one(App& app, std::string_view token, const std::optional<
     }
     nlohmann::json j{{"code", code}, {"valid", v.code == VerifyCode::VALID}};
     if (!v.name.empty()) {
-        j["key"] = {{"id", v.key_id},
-                    {"name", v.name},
-                    {"kid", v.kid},
-                    {"scopes", v.scopes},
-                    {"expires_at", v.expires_at ? nlohmann::json(core::format_time(*v.expires_at)) : nlohmann::json(nullptr)}};
-        j["credits"] = {{"remaining", v.remaining_uses ? nlohmann::json(*v.remaining_uses) : nlohmann::json(nullptr)},
-                        {"refill", v.next_refill ? nlohmann::json(core::format_time(*v.next_refill)) : nlohmann::json(nullptr)}};
+        j["key"] = {
+            {"id", v.key_id},
+            {"name", v.name},
+            {"kid", v.kid},
+            {"scopes", v.scopes},
+            {"expires_at", v.expires_at ? nlohmann::json(core::format_time(*v.expires_at)) : nlohmann::json(nullptr)}};
+        j["credits"] = {
+            {"remaining", v.remaining_uses ? nlohmann::json(*v.remaining_uses) : nlohmann::json(nullptr)},
+            {"refill", v.next_refill ? nlohmann::json(core::format_time(*v.next_refill)) : nlohmann::json(nullptr)}};
     }
     if (rl.limit != 0) {
         j["ratelimit"] = {{"limit", rl.limit}, {"remaining", rl.remaining}, {"reset_ms", rl.reset_ms}};
@@ -110,7 +115,8 @@ Response tokens_verify_batch(App& app, const Request& r) {
     for (const auto& item : body["tokens"]) {
         if (!item.is_object()) throw ApiError(400, "BAD_TYPE", "each batch item must be an object");
         for (const auto& [k, v] : item.items()) {
-            if (k != "token" && k != "scope" && k != "cost") throw ApiError(400, "UNKNOWN_FIELD", "unknown field '" + k + "'");
+            if (k != "token" && k != "scope" && k != "cost")
+                throw ApiError(400, "UNKNOWN_FIELD", "unknown field '" + k + "'");
         }
         results.push_back(verify_one(app, require_string(item, "token"), optional_string(item, "scope"),
                                      optional_int(item, "cost").value_or(1)));

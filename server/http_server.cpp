@@ -45,7 +45,11 @@ class Session : public std::enable_shared_from_this<Session<Socket>> {
 public:
     Session(Socket socket, App& app, const HttpOptions& options, std::string peer,
             std::shared_ptr<std::atomic<std::size_t>> in_flight)
-        : stream_(std::move(socket)), app_(app), options_(options), peer_(std::move(peer)), in_flight_(std::move(in_flight)) {}
+        : stream_(std::move(socket)),
+          app_(app),
+          options_(options),
+          peer_(std::move(peer)),
+          in_flight_(std::move(in_flight)) {}
 
     void run() { read(); }
 
@@ -99,11 +103,12 @@ private:
         res->body() = resp.body;
         res->prepare_payload();
         stream_.expires_after(std::chrono::seconds(options_.request_timeout_s));
-        http::async_write(stream_, *res, [self = this->shared_from_this(), res, counted](beast::error_code ec, std::size_t) {
-            if (counted) --*self->in_flight_;
-            if (ec || !self->keep_alive_) return self->close();
-            self->read();
-        });
+        http::async_write(stream_, *res,
+                          [self = this->shared_from_this(), res, counted](beast::error_code ec, std::size_t) {
+                              if (counted) --*self->in_flight_;
+                              if (ec || !self->keep_alive_) return self->close();
+                              self->read();
+                          });
     }
 
     void close() {
@@ -122,8 +127,8 @@ private:
 };
 
 template <typename Acceptor, typename Socket>
-void accept_loop(Acceptor& acceptor, App& app, const HttpOptions& options, std::shared_ptr<std::atomic<std::size_t>> in_flight,
-                 const char* kind) {
+void accept_loop(Acceptor& acceptor, App& app, const HttpOptions& options,
+                 std::shared_ptr<std::atomic<std::size_t>> in_flight, const char* kind) {
     acceptor.async_accept([&acceptor, &app, &options, in_flight, kind](beast::error_code ec, Socket socket) {
         if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
         if (!ec) {
@@ -143,14 +148,19 @@ void accept_loop(Acceptor& acceptor, App& app, const HttpOptions& options, std::
 
 HttpServer::HttpServer(App& app, HttpOptions options) : app_(app), options_(std::move(options)) {}
 
-HttpServer::~HttpServer() { stop(0); }
+HttpServer::~HttpServer() {
+    stop(0);
+}
 
-std::size_t HttpServer::in_flight() const noexcept { return in_flight_->load(); }
+std::size_t HttpServer::in_flight() const noexcept {
+    return in_flight_->load();
+}
 
 void HttpServer::start() {
     if (!options_.listen.empty()) {
         auto colon = options_.listen.rfind(':');
-        if (colon == std::string::npos) throw std::runtime_error("listen address must be HOST:PORT, got " + options_.listen);
+        if (colon == std::string::npos)
+            throw std::runtime_error("listen address must be HOST:PORT, got " + options_.listen);
         auto host = options_.listen.substr(0, colon);
         auto port = static_cast<unsigned short>(std::stoi(options_.listen.substr(colon + 1)));
         asio::ip::tcp::endpoint ep(asio::ip::make_address(host), port);
@@ -166,11 +176,11 @@ void HttpServer::start() {
         std::filesystem::remove(options_.unix_socket);
         // Created 0600 (umask during bind): only the daemon's user may connect.
         mode_t old = ::umask(0177);
-        unix_ = std::make_unique<asio::local::stream_protocol::acceptor>(io_,
-                                                                          asio::local::stream_protocol::endpoint(options_.unix_socket));
+        unix_ = std::make_unique<asio::local::stream_protocol::acceptor>(
+            io_, asio::local::stream_protocol::endpoint(options_.unix_socket));
         ::umask(old);
-        accept_loop<asio::local::stream_protocol::acceptor, asio::local::stream_protocol::socket>(*unix_, app_, options_,
-                                                                                               in_flight_, "unix");
+        accept_loop<asio::local::stream_protocol::acceptor, asio::local::stream_protocol::socket>(
+            *unix_, app_, options_, in_flight_, "unix");
     }
     for (std::size_t i = 0; i < std::max<std::size_t>(1, options_.threads); ++i) {
         threads_.emplace_back([this] { io_.run(); });

@@ -3,8 +3,10 @@
 // pool of threads running one io_context. Keep-alive; limits on header and
 // body size; a deadline per request (slow clients, slowloris-style headers,
 // are cut off). stop() stops accepting and lets in-flight requests finish.
-#include <utility>  // Boost 1.74 asio needs std::exchange declared first
+// clang-format off
+#include <utility>  // Boost 1.74 asio uses std::exchange without including <utility>
 #include <boost/asio.hpp>
+// clang-format on
 #include <memory>
 #include <string>
 #include <thread>
@@ -16,9 +18,9 @@ namespace kw::server {
 
 struct HttpOptions {
     std::string listen = "127.0.0.1:8443";  // "" disables TCP
-    std::string unix_socket;                 // "" disables the unix socket
+    std::string unix_socket;                // "" disables the unix socket
     std::size_t threads = 4;
-    std::size_t body_limit = 1 << 20;   // bytes
+    std::size_t body_limit = 1 << 20;  // bytes
     std::size_t header_limit = 16 * 1024;
     int request_timeout_s = 10;
 };

@@ -31,7 +31,9 @@ using namespace kw;
 
 namespace {
 
-void log_line(const std::string& msg) { std::cerr << "keywardend: " << msg << std::endl; }
+void log_line(const std::string& msg) {
+    std::cerr << "keywardend: " << msg << std::endl;
+}
 
 int run(int argc, char** argv) {
     po::options_description desc("keywardend [options]");
@@ -75,9 +77,10 @@ int run(int argc, char** argv) {
 
     core::RootKeys roots = core::load_root_keys(token);
     auto store = core::open_store(config.store_url, core::StoreOptions{config.busy_timeout_ms});
-    core::audit::SqliteSink sink(core::audit::sqlite_path_from_url(config.store_url),
-                                 config.durability == "power" ? core::audit::Durability::power : core::audit::Durability::process,
-                                 config.busy_timeout_ms);
+    core::audit::SqliteSink sink(
+        core::audit::sqlite_path_from_url(config.store_url),
+        config.durability == "power" ? core::audit::Durability::power : core::audit::Durability::process,
+        config.busy_timeout_ms);
     core::audit::Keys audit_keys(token, roots);
     core::SystemClock clock;
     core::audit::LogOptions lo;
@@ -87,11 +90,12 @@ int run(int argc, char** argv) {
     core::KeyService keys(token, *store, roots, clock, audit, "keywardend", config.handle_cache_size);
     core::tokens::TokenService tokens(keys);
     auto doc = store->policy_document();
-    core::rotation::PolicySet policies = doc ? core::rotation::PolicySet::parse(doc->second, doc->first) : core::rotation::PolicySet{};
+    core::rotation::PolicySet policies =
+        doc ? core::rotation::PolicySet::parse(doc->second, doc->first) : core::rotation::PolicySet{};
     char host[256] = {};
     gethostname(host, sizeof host - 1);
-    core::rotation::Engine engine(keys, tokens, policies,
-                                  core::rotation::EngineOptions{std::string(host) + ":" + std::to_string(getpid()), 300});
+    core::rotation::Engine engine(
+        keys, tokens, policies, core::rotation::EngineOptions{std::string(host) + ":" + std::to_string(getpid()), 300});
     std::mutex rotation_mutex;
     core::ratelimit::Gcra token_limits(core::ratelimit::Limit{100, 1000, 100});
     core::ratelimit::Gcra key_limits(core::ratelimit::Limit{1000, 1000, 1000});
@@ -131,17 +135,19 @@ int run(int argc, char** argv) {
     core::alerts::Dispatcher alerts(targets, metrics);
     std::atomic<std::int64_t> failures_minute{0};
     std::atomic<std::int64_t> failures_count{0};
-    server::App app{config,           token,   *store,   audit,  keys,   tokens, engine,          policies,
-                    rotation_mutex,   token_limits, key_limits, not_found_limits, metrics, draining, alerts,
-                    failures_minute,  failures_count};
+    server::App app{config,  token,    *store,         audit,           keys,          tokens,
+                    engine,  policies, rotation_mutex, token_limits,    key_limits,    not_found_limits,
+                    metrics, draining, alerts,         failures_minute, failures_count};
     server::HttpOptions ho;
     ho.listen = config.listen;
     ho.unix_socket = config.unix_socket;
     ho.threads = vm["threads"].as<std::size_t>();
     server::HttpServer http(app, ho);
     http.start();
-    log_line("serving on " + (ho.listen.empty() ? std::string("-") : "tcp " + ho.listen.substr(0, ho.listen.rfind(':')) + ":" +
-                                                                          std::to_string(http.tcp_port())) +
+    log_line("serving on " +
+             (ho.listen.empty()
+                  ? std::string("-")
+                  : "tcp " + ho.listen.substr(0, ho.listen.rfind(':')) + ":" + std::to_string(http.tcp_port())) +
              (ho.unix_socket.empty() ? "" : " and unix " + ho.unix_socket) + "; token '" + token.info().label + "'");
 
     // The rotation scheduler.
@@ -153,14 +159,17 @@ int run(int argc, char** argv) {
         for (;;) {
             {
                 std::unique_lock lock(stop_mutex);
-                if (stop_cv.wait_for(lock, std::chrono::seconds(config.rotation_check_interval), [&] { return stopping; })) return;
+                if (stop_cv.wait_for(lock, std::chrono::seconds(config.rotation_check_interval),
+                                     [&] { return stopping; }))
+                    return;
             }
             try {
                 std::lock_guard lock(rotation_mutex);
                 for (const auto& r : engine.run_due()) {
                     metrics.inc("keywarden_rotations_total", {{"outcome", r.outcome.empty() ? r.state : r.outcome}});
                     if (r.outcome == "failed") {
-                        alerts.notify("rotation_failed", r.key_name, "rotation " + std::to_string(r.id) + " failed: " + r.error,
+                        alerts.notify("rotation_failed", r.key_name,
+                                      "rotation " + std::to_string(r.id) + " failed: " + r.error,
                                       {{"strategy", r.strategy}, {"from", r.from_kid}, {"to", r.to_kid}});
                     }
                 }

@@ -30,7 +30,8 @@ std::optional<std::string> optional_string(const nlohmann::json& j, const char* 
 
 std::optional<std::int64_t> optional_int(const nlohmann::json& j, const char* field) {
     if (!j.contains(field) || j[field].is_null()) return std::nullopt;
-    if (!j[field].is_number_integer()) throw ApiError(400, "BAD_TYPE", std::string("field '") + field + "' must be an integer");
+    if (!j[field].is_number_integer())
+        throw ApiError(400, "BAD_TYPE", std::string("field '") + field + "' must be an integer");
     return j[field].get<std::int64_t>();
 }
 

@@ -2,11 +2,10 @@
 // The parts of an HTTP request and response handlers see, independent of
 // Beast, plus strict JSON body access.
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "server/api_error.hpp"
 

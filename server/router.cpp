@@ -7,7 +7,9 @@
 namespace kw::server {
 namespace {
 
-bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
+bool starts_with(const std::string& s, const std::string& p) {
+    return s.rfind(p, 0) == 0;
+}
 
 // "/v1/keys/NAME/sign" -> NAME when the suffix matches.
 std::optional<std::string> key_route(const std::string& target, const std::string& prefix, const std::string& suffix) {
@@ -78,7 +80,17 @@ Response handle(App& app, const Request& r) {
     if (starts_with(route, "/v1/keys/")) route = "/v1/keys/{name}/" + route.substr(route.rfind('/') + 1);
     if (starts_with(route, "/v1/jwt/")) route = "/v1/jwt/{name}/sign";
     if (starts_with(route, "/v1/admin/")) route = "/v1/admin";
-    static const std::set<std::string> routes{"/healthz", "/readyz", "/metrics", "/.well-known/jwks.json", "/v1/tokens/verify", "/v1/tokens/verify:batch", "/v1/keys/{name}/sign", "/v1/keys/{name}/verify", "/v1/keys/{name}/hmac", "/v1/jwt/{name}/sign", "/v1/admin"};
+    static const std::set<std::string> routes{"/healthz",
+                                              "/readyz",
+                                              "/metrics",
+                                              "/.well-known/jwks.json",
+                                              "/v1/tokens/verify",
+                                              "/v1/tokens/verify:batch",
+                                              "/v1/keys/{name}/sign",
+                                              "/v1/keys/{name}/verify",
+                                              "/v1/keys/{name}/hmac",
+                                              "/v1/jwt/{name}/sign",
+                                              "/v1/admin"};
     if (!routes.contains(route)) route = "other";  // unknown paths must not create series
     app.metrics.inc("keywarden_http_requests_total", {{"route", route}, {"status", std::to_string(resp.status)}});
     app.metrics.observe("keywarden_http_request_seconds", {{"route", route}}, seconds);

@@ -29,8 +29,8 @@
 using namespace kw::core;
 using kw::core::tokens::IssueRequest;
 using kw::core::tokens::TokenService;
-using kw::core::tokens::VerifyCode;
 using kw::core::tokens::Verification;
+using kw::core::tokens::VerifyCode;
 
 namespace {
 
@@ -42,7 +42,9 @@ std::string env(const char* name) {
     return v;
 }
 
-std::string fresh_db(const std::string& name) { return env("KW_TEST_DIR") + "/api_" + name + ".db"; }
+std::string fresh_db(const std::string& name) {
+    return env("KW_TEST_DIR") + "/api_" + name + ".db";
+}
 
 std::unique_ptr<kw::token::Token> open_token() {
     kw::token::TokenConfig tc;
@@ -307,8 +309,8 @@ TEST_CASE("every verification code is reached by a real scenario") {
         CHECK(rec->last_used_at == kStart);
     }
     SUBCASE("INSUFFICIENT_SCOPE when the grant does not cover the required scope") {
-        auto issued = s.tokens->issue(
-            IssueRequest{.name = "reader", .scopes = {"read_only", "sign:payments-*"}, .max_uses = 5});
+        auto issued =
+            s.tokens->issue(IssueRequest{.name = "reader", .scopes = {"read_only", "sign:payments-*"}, .max_uses = 5});
         const std::string t(issued.token.view());
         verify_audited(s, t, VerifyCode::INSUFFICIENT_SCOPE, "read_write");
         verify_audited(s, t, VerifyCode::INSUFFICIENT_SCOPE, "sign:billing");
@@ -371,8 +373,8 @@ TEST_CASE("MALFORMED costs no HSM call and no store or audit write") {
 
     std::string typo = good;
     typo[10] = typo[10] == 'Q' ? 'R' : 'Q';
-    const std::vector<std::string> garbage{typo, "", "kw_live_", "x", std::string(5000, 'A'), good.substr(1),
-                                           "KW_LIVE" + good.substr(7)};
+    const std::vector<std::string> garbage{
+        typo, "", "kw_live_", "x", std::string(5000, 'A'), good.substr(1), "KW_LIVE" + good.substr(7)};
 
     const std::uint64_t leases = s.token->session_leases();
     const std::uint64_t head = s.audit_head();

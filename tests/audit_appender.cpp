@@ -75,10 +75,13 @@ int main(int argc, char** argv) {
             workers.emplace_back([&, t] {
                 try {
                     for (std::uint64_t i = 0;; ++i) {
-                        const std::uint64_t seq =
-                            log.record(audit::Record{audit::EventType::key_used, "crash-test:" + std::to_string(t),
-                                                     "crash-key", "", "append", "ok",
-                                                     {{"thread", t}, {"i", i}}});
+                        const std::uint64_t seq = log.record(audit::Record{audit::EventType::key_used,
+                                                                           "crash-test:" + std::to_string(t),
+                                                                           "crash-key",
+                                                                           "",
+                                                                           "append",
+                                                                           "ok",
+                                                                           {{"thread", t}, {"i", i}}});
                         {
                             std::lock_guard lock(out);
                             std::fprintf(stdout, "durable %llu\n", static_cast<unsigned long long>(seq));

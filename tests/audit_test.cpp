@@ -89,8 +89,13 @@ struct AuditStack {
     }
 
     std::uint64_t record(int i, const std::string& actor = "cli:alice") {
-        return log->record(audit::Record{audit::EventType::key_used, actor, "key-" + std::to_string(i % 7), "kid" + std::to_string(i),
-                                         "sign", "ok", {{"i", i}, {"bytes", 32}}});
+        return log->record(audit::Record{audit::EventType::key_used,
+                                         actor,
+                                         "key-" + std::to_string(i % 7),
+                                         "kid" + std::to_string(i),
+                                         "sign",
+                                         "ok",
+                                         {{"i", i}, {"bytes", 32}}});
     }
     void fill(int n) {
         for (int i = 1; i <= n; ++i) REQUIRE(record(i) == static_cast<std::uint64_t>(i));
@@ -170,8 +175,8 @@ public:
         sqlite3_bind_int64(st, 1, static_cast<sqlite3_int64>(e.seq));
         sqlite3_bind_int64(st, 2, e.time);
         int i = 3;
-        for (const std::string* s : {&type, &e.actor, &e.key, &e.kid, &e.operation, &e.outcome, &e.details, &e.prev_hash,
-                                     &e.hash, &e.mac}) {
+        for (const std::string* s :
+             {&type, &e.actor, &e.key, &e.kid, &e.operation, &e.outcome, &e.details, &e.prev_hash, &e.hash, &e.mac}) {
             sqlite3_bind_text(st, i++, s->c_str(), -1, SQLITE_TRANSIENT);
         }
         REQUIRE(sqlite3_step(st) == SQLITE_DONE);
@@ -183,9 +188,8 @@ private:
 };
 
 void check_report(const audit::Report& r, audit::Problem problem, std::uint64_t seq) {
-    INFO("report: ok=" << r.ok << " problem=" << audit::to_string(r.problem)
-                       << " first_bad_seq=" << (r.first_bad_seq ? std::to_string(*r.first_bad_seq) : "-") << " message="
-                       << r.message);
+    INFO("report: ok=" << r.ok << " problem=" << audit::to_string(r.problem) << " first_bad_seq="
+                       << (r.first_bad_seq ? std::to_string(*r.first_bad_seq) : "-") << " message=" << r.message);
     CHECK_FALSE(r.ok);
     CHECK(r.problem == problem);
     REQUIRE(r.first_bad_seq);
@@ -217,7 +221,8 @@ Export export_log(AuditStack& a) {
         x.events.push_back(nlohmann::json::parse(audit::to_json(e).dump()));
         return true;
     });
-    for (const auto& c : a.sink->checkpoints()) x.checkpoints.push_back(nlohmann::json::parse(audit::to_json(c).dump()));
+    for (const auto& c : a.sink->checkpoints())
+        x.checkpoints.push_back(nlohmann::json::parse(audit::to_json(c).dump()));
     return x;
 }
 
@@ -453,7 +458,8 @@ TEST_CASE("tampering with the SQLite file is found, with the first bad seq and t
     SUBCASE("a checkpoint naming another head") {
         auto a = fresh_log("bad_head");
         Raw raw(a->path);
-        raw.exec("UPDATE audit_checkpoints SET head_hash = (SELECT hash FROM audit_events WHERE seq = 29) WHERE seq = 30");
+        raw.exec(
+            "UPDATE audit_checkpoints SET head_hash = (SELECT hash FROM audit_events WHERE seq = 29) WHERE seq = 30");
         check_report(a->verify_online(), audit::Problem::bad_checkpoint, 30);
     }
     SUBCASE("a forged edit with every following hash and link recomputed") {
@@ -461,7 +467,7 @@ TEST_CASE("tampering with the SQLite file is found, with the first bad seq and t
         auto events = a->events();
         REQUIRE(events.size() == 50);
         Raw raw(a->path);
-        std::string prev = events[38].hash;  // seq 39
+        std::string prev = events[38].hash;                 // seq 39
         for (std::size_t i = 39; i < events.size(); ++i) {  // seq 40..50
             audit::Event e = events[i];
             if (e.seq == 40) e.actor = "cli:mallory";
@@ -543,7 +549,8 @@ TEST_CASE("fail closed: no audit, no signature; no hole in the chain afterwards"
     // in the token before the insert fails)...
     const auto l0 = a.token->session_leases();
     try {
-        (void)a.log->record(audit::Record{audit::EventType::key_used, "test", "", "", "probe", "ok", nlohmann::json::object()});
+        (void)a.log->record(
+            audit::Record{audit::EventType::key_used, "test", "", "", "probe", "ok", nlohmann::json::object()});
         FAIL("record() must throw while the audit store is unwritable");
     } catch (const Error& e) {
         CHECK(e.kind() == ErrorKind::audit_failure);

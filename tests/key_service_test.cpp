@@ -4,6 +4,8 @@
 // Asymmetric signatures are also checked with OpenSSL directly against the
 // exported PEM, so a bug shared by the service's sign and verify paths
 // cannot hide.
+#include "core/key_service.hpp"
+
 #include <doctest/doctest.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -27,7 +29,6 @@
 #include "core/clock.hpp"
 #include "core/encoding.hpp"
 #include "core/error.hpp"
-#include "core/key_service.hpp"
 #include "core/root_keys.hpp"
 #include "core/store/store.hpp"
 #include "token/error.hpp"
@@ -105,7 +106,9 @@ ErrorKind kind_thrown(F&& f) {
     return ErrorKind::store_failure;
 }
 
-std::vector<std::uint8_t> bytes(const std::string& s) { return {s.begin(), s.end()}; }
+std::vector<std::uint8_t> bytes(const std::string& s) {
+    return {s.begin(), s.end()};
+}
 
 std::vector<std::uint8_t> flipped(std::vector<std::uint8_t> v, std::size_t i) {
     v.at(i) ^= 0x01;
@@ -139,7 +142,10 @@ bool openssl_verify(const std::string& pem, SignMechanism m, const std::vector<s
         case SignMechanism::rsa_pkcs1_sha256:
         case SignMechanism::ecdsa_sha256: md = EVP_sha256(); break;
         case SignMechanism::ecdsa_sha384: md = EVP_sha384(); break;
-        case SignMechanism::rsa_pss_sha256: md = EVP_sha256(); pss = true; break;
+        case SignMechanism::rsa_pss_sha256:
+            md = EVP_sha256();
+            pss = true;
+            break;
         case SignMechanism::eddsa: md = nullptr; break;
         default: FAIL("unexpected mechanism " << kw::token::to_string(m));
     }
@@ -273,7 +279,7 @@ TEST_CASE("RSA padding: PKCS#1 by default, PSS on request; JWT algs fix the padd
     auto b = st->sign("rsa", data, pss);
     CHECK(a.mechanism == SignMechanism::rsa_pkcs1_sha256);
     CHECK(b.mechanism == SignMechanism::rsa_pss_sha256);
-    CHECK(st->sign("rsa", data).signature == a.signature);    // PKCS#1 v1.5 is deterministic
+    CHECK(st->sign("rsa", data).signature == a.signature);       // PKCS#1 v1.5 is deterministic
     CHECK(st->sign("rsa", data, pss).signature != b.signature);  // PSS is salted
     CHECK(st->verify("rsa", data, a.signature).valid);
     CHECK(st->verify("rsa", data, b.signature, pss).valid);
@@ -521,7 +527,8 @@ TEST_CASE("errors: unknown key, duplicate name, bad names and sizes") {
         CHECK(kind_thrown([&] { (void)st->generate(exp); }) == ErrorKind::invalid_argument);
         exp.expires_in = -5;
         CHECK(kind_thrown([&] { (void)st->generate(exp); }) == ErrorKind::invalid_argument);
-        CHECK(kind_thrown([&] { (void)st->generate(request("tok", KeyType::api_token)); }) == ErrorKind::invalid_argument);
+        CHECK(kind_thrown([&] { (void)st->generate(request("tok", KeyType::api_token)); }) ==
+              ErrorKind::invalid_argument);
 
         // Explicitly wrapped Ed25519 (no fallback) cannot be made on SoftHSM.
         GenerateRequest ed = request("ed-wrapped", KeyType::ed25519);

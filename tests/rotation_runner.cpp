@@ -60,13 +60,12 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/audit/keys.hpp"
 #include "core/audit/log.hpp"
@@ -150,8 +149,8 @@ struct World {
 };
 
 nlohmann::json rotation_json(const core::RotationRecord& r) {
-    return {{"id", r.id},         {"key", r.key_name}, {"strategy", r.strategy}, {"state", r.state},
-            {"outcome", r.outcome}, {"error", r.error}, {"from_kid", r.from_kid}, {"to_kid", r.to_kid}};
+    return {{"id", r.id},           {"key", r.key_name}, {"strategy", r.strategy}, {"state", r.state},
+            {"outcome", r.outcome}, {"error", r.error},  {"from_kid", r.from_kid}, {"to_kid", r.to_kid}};
 }
 
 // ---------------------------------------------------------------- setup
@@ -209,7 +208,8 @@ rot::PolicySet policy_for(const std::string& name, rot::Strategy s, std::int64_t
 }
 
 int cmd_rotate(int argc, char** argv) {
-    if (argc < 4) throw core::Error(core::ErrorKind::invalid_argument, "usage: rotation_runner rotate NAME STRATEGY [WAIT]");
+    if (argc < 4)
+        throw core::Error(core::ErrorKind::invalid_argument, "usage: rotation_runner rotate NAME STRATEGY [WAIT]");
     const std::string name = argv[2];
     auto strategy = rot::parse_strategy(argv[3]);
     if (!strategy) throw core::Error(core::ErrorKind::invalid_argument, std::string("unknown strategy ") + argv[3]);
@@ -364,16 +364,20 @@ int cmd_check() {
             if (!token_key) {
                 if (destroyed) {
                     if (!v.wrapped_blob.empty()) problem(vn + "destroyed, but its wrapped blob is still stored");
-                    if (n_objects != 0) problem(vn + "destroyed, but " + std::to_string(n_objects) + " token objects remain");
+                    if (n_objects != 0)
+                        problem(vn + "destroyed, but " + std::to_string(n_objects) + " token objects remain");
                 } else if (v.residency == core::Residency::wrapped) {
                     if (v.wrapped_blob.empty()) problem(vn + "has no wrapped blob: the record points at nothing");
-                    if (n_objects != 0) problem(vn + "wrapped, yet has " + std::to_string(n_objects) + " token objects");
+                    if (n_objects != 0)
+                        problem(vn + "wrapped, yet has " + std::to_string(n_objects) + " token objects");
                 } else {
                     bool key_object = false;
                     if (it != objects_by_kid.end()) {
-                        for (const auto& o : it->second) key_object = key_object || o.cls == CKO_PRIVATE_KEY || o.cls == CKO_SECRET_KEY;
+                        for (const auto& o : it->second)
+                            key_object = key_object || o.cls == CKO_PRIVATE_KEY || o.cls == CKO_SECRET_KEY;
                     }
-                    if (!key_object) problem(vn + "has no private/secret key object in the token: the record points at nothing");
+                    if (!key_object)
+                        problem(vn + "has no private/secret key object in the token: the record points at nothing");
                 }
             }
             // Nothing half made or half retired outside an open rotation.
@@ -403,13 +407,15 @@ int cmd_check() {
                 ok = true;
             }
         }
-        if (!ok) problem("token object(s) with CKA_ID " + kid + " (" + std::to_string(objs.size()) +
-                         ") belong to no live token-residency version");
+        if (!ok)
+            problem("token object(s) with CKA_ID " + kid + " (" + std::to_string(objs.size()) +
+                    ") belong to no live token-residency version");
     }
 
     // Open rotations: only those waiting on a time window.
     for (const auto& r : open) {
-        const std::string rn = "rotation #" + std::to_string(r.id) + " of " + r.key_name + " (" + r.strategy + ", " + r.state + "): ";
+        const std::string rn =
+            "rotation #" + std::to_string(r.id) + " of " + r.key_name + " (" + r.strategy + ", " + r.state + "): ";
         auto key = w.store->find_key(r.key_name);
         if (!key) {
             problem(rn + "its key is gone");
@@ -439,8 +445,9 @@ int cmd_check() {
                 case rot::Strategy::blue_green: wait = p.rollback_window; break;
                 case rot::Strategy::gradual: wait = p.phases.empty() ? 0 : p.phases.back().duration; break;
             }
-            const core::UnixTime since =
-                r.strategy == "GRADUAL" ? r.phase_started_at.value_or(r.promoted_at.value_or(0)) : r.promoted_at.value_or(0);
+            const core::UnixTime since = r.strategy == "GRADUAL"
+                                             ? r.phase_started_at.value_or(r.promoted_at.value_or(0))
+                                             : r.promoted_at.value_or(0);
             bool quiet_wait = false;
             if (p.quiet_time > 0) {
                 auto last = w.store->last_used(r.from_kid);
@@ -463,12 +470,14 @@ int cmd_check() {
         const core::KeyVersion* to = key->version_by_kid(r.to_kid);
         if (r.outcome == "success") {
             if (to == nullptr) problem(rn + "succeeded, but its new version does not exist");
-            if (from != nullptr && (from->state == core::VersionState::active || from->state == core::VersionState::pre_active ||
-                                    from->state == core::VersionState::suspended)) {
+            if (from != nullptr &&
+                (from->state == core::VersionState::active || from->state == core::VersionState::pre_active ||
+                 from->state == core::VersionState::suspended)) {
                 problem(rn + "succeeded, but the old version is still " + std::string(core::to_string(from->state)));
             }
         } else if (r.outcome == "failed" || r.outcome == "rolled_back") {
-            if (to != nullptr && (to->primary || core::can_sign(to->state) || to->state == core::VersionState::pre_active)) {
+            if (to != nullptr &&
+                (to->primary || core::can_sign(to->state) || to->state == core::VersionState::pre_active)) {
                 problem(rn + "the withdrawn version is still " + std::string(core::to_string(to->state)) +
                         (to->primary ? " and primary" : ""));
             }
@@ -502,7 +511,9 @@ int cmd_check() {
 
 int main(int argc, char** argv) {
     if (argc < 2) {
-        std::fprintf(stderr, "usage: rotation_runner setup N [PREFIX] | rotate NAME STRATEGY [WAIT] | loop [GLOBS] | recover | check\n");
+        std::fprintf(
+            stderr,
+            "usage: rotation_runner setup N [PREFIX] | rotate NAME STRATEGY [WAIT] | loop [GLOBS] | recover | check\n");
         return 2;
     }
     const std::string cmd = argv[1];

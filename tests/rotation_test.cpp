@@ -122,7 +122,9 @@ ErrorKind kind_thrown(F&& f) {
     return ErrorKind::store_failure;
 }
 
-PolicySet policies(const std::string& toml) { return PolicySet::parse(toml, "rotation_test.toml"); }
+PolicySet policies(const std::string& toml) {
+    return PolicySet::parse(toml, "rotation_test.toml");
+}
 
 EngineOptions owner(const std::string& name) {
     EngineOptions o;
@@ -147,7 +149,9 @@ ManagedKey make_key(Stack& s, const std::string& name, const KeyKind& kind) {
     return s.keys->generate(r);
 }
 
-ManagedKey make_hmac(Stack& s, const std::string& name) { return make_key(s, name, kKinds[0]); }
+ManagedKey make_hmac(Stack& s, const std::string& name) {
+    return make_key(s, name, kKinds[0]);
+}
 
 SignResult sign(Stack& s, const std::string& name, std::optional<std::string> caller = {}) {
     SignOptions o;
@@ -978,7 +982,8 @@ match = { name = "due-*" }
 
 // ---------------------------------------------------------------- failure before promotion
 
-TEST_CASE("a new version compromised before promotion is never promoted: the rotation fails, the old one keeps signing") {
+TEST_CASE(
+    "a new version compromised before promotion is never promoted: the rotation fails, the old one keeps signing") {
     FakeClock clock(kStart);
     Stack s(clock, fresh_db("compromised"));
     PolicySet set = policies(R"(

@@ -1,6 +1,8 @@
 // Integration tests of the SQLite store: migrations, round trips, file
 // permissions, locking and refusal of a newer schema. Files live under
 // $KW_TEST_DIR (tests/with-token.sh).
+#include "core/store/store.hpp"
+
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -12,7 +14,6 @@
 
 #include "core/error.hpp"
 #include "core/store/sqlite/migrations.hpp"
-#include "core/store/store.hpp"
 
 using namespace kw::core;
 
@@ -349,7 +350,8 @@ TEST_CASE("versions: add, set_primary keeps exactly one primary, set_version_sta
     CHECK(got->version_by_kid("kid-v1")->state == VersionState::deactivated);
     CHECK(got->version_by_kid("kid-v1")->state_changed_at == 1800000000);
     CHECK(got->version_by_kid("kid-v2")->state == VersionState::active);
-    CHECK(kind_thrown([&] { store->set_version_state("kid-missing", VersionState::active, 1); }) == ErrorKind::not_found);
+    CHECK(kind_thrown([&] { store->set_version_state("kid-missing", VersionState::active, 1); }) ==
+          ErrorKind::not_found);
 
     store->set_revoked(k.id, 1900000000);
     CHECK(store->find_key("rotating")->revoked_at == 1900000000);
@@ -413,8 +415,8 @@ TEST_CASE("a store locked by another connection gives store_locked after busy_ti
     }
     const auto waited =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
-    CHECK(waited >= 80);    // it did wait for the lock ...
-    CHECK(waited < 1500);   // ... for about busy_timeout_ms, not the 2 s default
+    CHECK(waited >= 80);   // it did wait for the lock ...
+    CHECK(waited < 1500);  // ... for about busy_timeout_ms, not the 2 s default
     CHECK(kind_thrown([&] { store->set_meta("k", "v"); }) == ErrorKind::store_locked);
     REQUIRE(other.exec("ROLLBACK") == SQLITE_OK);
 

@@ -2,7 +2,6 @@
 #include <doctest/doctest.h>
 
 #include <boost/crc.hpp>
-
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -37,7 +36,9 @@ std::string with_checksum(const std::string& prefix_and_body) {
     return prefix_and_body + to_base62(b, kChecksumChars);
 }
 
-bool all_base62(std::string_view s) { return s.find_first_not_of(kBase62) == std::string_view::npos; }
+bool all_base62(std::string_view s) {
+    return s.find_first_not_of(kBase62) == std::string_view::npos;
+}
 
 }  // namespace
 

@@ -3,6 +3,8 @@
 //
 // One Token at a time: two live Token objects in one process share the
 // module's library state, and destroying one C_Finalize's it for the other.
+#include "token/token.hpp"
+
 #include <doctest/doctest.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -24,7 +26,6 @@
 #include "token/object.hpp"
 #include "token/public_key.hpp"
 #include "token/sign.hpp"
-#include "token/token.hpp"
 #include "token/wrap.hpp"
 
 using namespace kw::token;
@@ -46,7 +47,9 @@ TokenConfig config_by_label(std::size_t sessions = 2) {
     return c;
 }
 
-SecretString user_pin() { return SecretString(env_or_fail("KEYWARDEN_PIN")); }
+SecretString user_pin() {
+    return SecretString(env_or_fail("KEYWARDEN_PIN"));
+}
 
 std::unique_ptr<Token> logged_in(std::size_t sessions = 2) {
     auto t = std::make_unique<Token>(config_by_label(sessions));
@@ -302,8 +305,9 @@ TEST_CASE("RSA 2048 and 3072 sign with PKCS#1 v1.5 and PSS (SHA-256/384/512)") {
         auto pub = read_public_key(s, k.public_key.get());
         CHECK(pub.modulus.size() * 8 == bits);
         CHECK(pub.public_exponent == std::vector<std::uint8_t>{0x01, 0x00, 0x01});
-        for (auto m : {SignMechanism::rsa_pkcs1_sha256, SignMechanism::rsa_pkcs1_sha384, SignMechanism::rsa_pkcs1_sha512,
-                       SignMechanism::rsa_pss_sha256, SignMechanism::rsa_pss_sha384, SignMechanism::rsa_pss_sha512}) {
+        for (auto m :
+             {SignMechanism::rsa_pkcs1_sha256, SignMechanism::rsa_pkcs1_sha384, SignMechanism::rsa_pkcs1_sha512,
+              SignMechanism::rsa_pss_sha256, SignMechanism::rsa_pss_sha384, SignMechanism::rsa_pss_sha512}) {
             auto sig = sign_and_check(s, k.private_key.get(), k.public_key.get(), m);
             CHECK(sig.size() == bits / 8);
             check_with_openssl(s, k.public_key.get(), m, sig);
@@ -399,8 +403,11 @@ TEST_CASE("keys are sensitive and private; extractable only when asked; secret v
     auto t = logged_in();
     auto lease = t->session();
     const auto& s = lease.session();
-    const KeySpec specs[] = {{KeyAlgorithm::generic_secret_256}, {KeyAlgorithm::rsa, 2048}, {KeyAlgorithm::ec_p256},
-                             {KeyAlgorithm::ec_p384}, {KeyAlgorithm::ed25519}};
+    const KeySpec specs[] = {{KeyAlgorithm::generic_secret_256},
+                             {KeyAlgorithm::rsa, 2048},
+                             {KeyAlgorithm::ec_p256},
+                             {KeyAlgorithm::ec_p384},
+                             {KeyAlgorithm::ed25519}};
     for (const auto& spec : specs) {
         for (bool extractable : {false, true}) {
             INFO(to_string(spec.algorithm) << " extractable=" << extractable);
@@ -617,7 +624,8 @@ TEST_CASE("concurrent HMAC signing: 4 threads x 200 over a pool of 2 sessions") 
                     bool ok = verify(lease.session(), key, SignMechanism::hmac_sha256, as_bytes(msg), sig) &&
                               !verify(lease.session(), key, SignMechanism::hmac_sha256, as_bytes(msg + "x"), sig);
                     if (j % 50 == 0) {
-                        ok = ok && sign(lease.session(), key, SignMechanism::hmac_sha256, as_bytes("fixed")) == expected;
+                        ok =
+                            ok && sign(lease.session(), key, SignMechanism::hmac_sha256, as_bytes("fixed")) == expected;
                     }
                     (ok ? good : bad).fetch_add(1);
                 } catch (...) {
@@ -657,13 +665,14 @@ TEST_CASE("fork: the child re-initialises through Token::session() and signs; th
             auto k = generate_key(s, {KeyAlgorithm::generic_secret_256}, sign_options("child"));
             auto sig = sign(s, k.private_key.get(), SignMechanism::hmac_sha256, as_bytes("from the child"));
             if (code == 0 && sig.size() != 32) code = 11;
-            if (code == 0 && !verify(s, k.private_key.get(), SignMechanism::hmac_sha256, as_bytes("from the child"), sig)) {
+            if (code == 0 &&
+                !verify(s, k.private_key.get(), SignMechanism::hmac_sha256, as_bytes("from the child"), sig)) {
                 code = 12;
             }
             if (code == 0 && verify(s, k.private_key.get(), SignMechanism::hmac_sha256, as_bytes("tampered"), sig)) {
                 code = 13;
             }
-            k.private_key.disown();  // the child exits without tidying up
+            k.private_key.disown();           // the child exits without tidying up
             parent_key.private_key.disown();  // the parent's handle means nothing here
         } catch (...) {
             code = 20;

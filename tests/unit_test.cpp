@@ -69,7 +69,7 @@ TEST_CASE("handle cache evicts least recently used and reports owned evictions")
     CHECK_FALSE(cache.get("b", 1));
     evicted = cache.put("d", 4, true, 1);
     REQUIRE(evicted.size() == 1);
-    CHECK(evicted[0] == 1u);  // a
+    CHECK(evicted[0] == 1u);         // a
     CHECK_FALSE(cache.get("c", 2));  // stale generation (after fork) reads as absent
     CHECK(cache.size() == 1);
 }

@@ -3,8 +3,8 @@
 // to, so templates can be assembled without dangling pointers.
 #include <cstdint>
 #include <cstring>
-#include <span>
 #include <deque>
+#include <span>
 #include <string_view>
 #include <vector>
 

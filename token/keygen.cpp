@@ -44,7 +44,10 @@ void add_private_common(Template& t, const KeyOptions& o) {
 }
 
 void add_public_common(Template& t, const KeyOptions& o) {
-    t.add_bool(CKA_TOKEN, o.token_object).add_bool(CKA_PRIVATE, false).add_bool(CKA_VERIFY, true).add_string(CKA_LABEL, o.label);
+    t.add_bool(CKA_TOKEN, o.token_object)
+        .add_bool(CKA_PRIVATE, false)
+        .add_bool(CKA_VERIFY, true)
+        .add_string(CKA_LABEL, o.label);
     if (!o.id.empty()) t.add_bytes(CKA_ID, o.id);
 }
 
@@ -124,7 +127,8 @@ GeneratedKey generate_key(const Session& session, const KeySpec& spec, const Key
     if (options.usage == KeyUsage::wrap && spec.algorithm != KeyAlgorithm::aes_256) {
         throw TokenError(TokenErrorKind::bad_argument, "only AES keys wrap");
     }
-    return is_asymmetric(spec.algorithm) ? generate_pair(session, spec, options) : generate_secret(session, spec, options);
+    return is_asymmetric(spec.algorithm) ? generate_pair(session, spec, options)
+                                         : generate_secret(session, spec, options);
 }
 
 }  // namespace kw::token

@@ -52,13 +52,18 @@ Module::~Module() {
     if (dl_ != nullptr) dlclose(dl_);
 }
 
-bool Module::forked() const noexcept { return pid_ != getpid(); }
+bool Module::forked() const noexcept {
+    return pid_ != getpid();
+}
 
-void Module::reinitialize() { initialize(); }
+void Module::reinitialize() {
+    initialize();
+}
 
 std::string default_module_path() {
-    for (const char* p : {"/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-                          "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so", "/usr/local/lib/softhsm/libsofthsm2.so"}) {
+    for (const char* p :
+         {"/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+          "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so", "/usr/local/lib/softhsm/libsofthsm2.so"}) {
         if (std::filesystem::exists(p)) return p;
     }
     return {};

@@ -41,6 +41,8 @@ std::vector<CK_OBJECT_HANDLE> find_objects(const Session& s, std::span<CK_ATTRIB
     return found;
 }
 
-void destroy_object(const Session& s, CK_OBJECT_HANDLE h) { check("C_DestroyObject", s.fn()->C_DestroyObject(s.handle(), h)); }
+void destroy_object(const Session& s, CK_OBJECT_HANDLE h) {
+    check("C_DestroyObject", s.fn()->C_DestroyObject(s.handle(), h));
+}
 
 }  // namespace kw::token

@@ -17,7 +17,8 @@ namespace kw::token {
 class ObjectHandle {
 public:
     ObjectHandle() = default;
-    ObjectHandle(const Session& session, CK_OBJECT_HANDLE handle) : fn_(session.fn()), session_(session.handle()), handle_(handle) {}
+    ObjectHandle(const Session& session, CK_OBJECT_HANDLE handle)
+        : fn_(session.fn()), session_(session.handle()), handle_(handle) {}
     ~ObjectHandle() { destroy(); }
     ObjectHandle(ObjectHandle&& other) noexcept : fn_(other.fn_), session_(other.session_), handle_(other.release()) {}
     ObjectHandle& operator=(ObjectHandle&& other) noexcept {

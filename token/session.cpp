@@ -14,8 +14,7 @@ Session::~Session() {
     if (handle_ != CK_INVALID_HANDLE) fn_->C_CloseSession(handle_);
 }
 
-Session::Session(Session&& other) noexcept
-    : fn_(other.fn_), handle_(std::exchange(other.handle_, CK_INVALID_HANDLE)) {}
+Session::Session(Session&& other) noexcept : fn_(other.fn_), handle_(std::exchange(other.handle_, CK_INVALID_HANDLE)) {}
 
 Session& Session::operator=(Session&& other) noexcept {
     if (this != &other) {

@@ -76,7 +76,9 @@ void prepare(Prepared& p, SignMechanism m, std::span<const std::uint8_t> data) {
     }
 }
 
-CK_BYTE_PTR bytes(std::span<const std::uint8_t> s) { return const_cast<CK_BYTE_PTR>(s.data()); }
+CK_BYTE_PTR bytes(std::span<const std::uint8_t> s) {
+    return const_cast<CK_BYTE_PTR>(s.data());
+}
 
 }  // namespace
 

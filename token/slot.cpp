@@ -26,8 +26,7 @@ UriPtr parse_uri(const std::string& text) {
     UriPtr uri(p11_kit_uri_new());
     int rc = p11_kit_uri_parse(text.c_str(), P11_KIT_URI_FOR_TOKEN, uri.get());
     if (rc != P11_KIT_URI_OK) {
-        throw TokenError(TokenErrorKind::bad_argument,
-                         "bad PKCS#11 URI '" + text + "': " + p11_kit_uri_message(rc));
+        throw TokenError(TokenErrorKind::bad_argument, "bad PKCS#11 URI '" + text + "': " + p11_kit_uri_message(rc));
     }
     return uri;
 }

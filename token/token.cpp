@@ -29,7 +29,8 @@ Token::~Token() {
 
 void Token::login(SecretString pin) {
     auto lease = pool_->lease();
-    CK_RV rv = module_->fn()->C_Login(lease->handle(), CKU_USER, reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(pin.view().data())),
+    CK_RV rv = module_->fn()->C_Login(lease->handle(), CKU_USER,
+                                      reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(pin.view().data())),
                                       pin.view().size());
     if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) throw Pkcs11Error("C_Login", rv);
     pin_ = std::move(pin);

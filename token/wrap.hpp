@@ -24,7 +24,7 @@ struct UnwrapSpec {
 };
 
 /// Unwraps into an owned, non-extractable, sensitive session object.
-[[nodiscard]] ObjectHandle unwrap_key(const Session& s, CK_OBJECT_HANDLE wrapping_key, std::span<const std::uint8_t> blob,
-                                      const UnwrapSpec& spec);
+[[nodiscard]] ObjectHandle unwrap_key(const Session& s, CK_OBJECT_HANDLE wrapping_key,
+                                      std::span<const std::uint8_t> blob, const UnwrapSpec& spec);
 
 }  // namespace kw::token

@@ -1,12 +1,14 @@
 #include "core/alerts/alerts.hpp"
 
-#include <utility>  // Boost 1.74 asio needs std::exchange declared first
+// clang-format off
+#include <utility>  // Boost 1.74 asio uses std::exchange without including <utility>
 #include <boost/asio.hpp>
+// clang-format on
+#include <algorithm>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <algorithm>
 
 #include "core/clock.hpp"
 
@@ -63,12 +65,13 @@ std::size_t Dispatcher::pending() {
 
 void Dispatcher::notify(const std::string& kind, const std::string& key, const std::string& message,
                         nlohmann::json details) {
-    const std::string body = nlohmann::json{{"kind", kind},
-                                            {"key", key},
-                                            {"message", message},
-                                            {"time", format_time(SystemClock{}.now())},
-                                            {"details", std::move(details)}}
-                                 .dump();
+    const std::string body = nlohmann::json{
+        {"kind", kind},
+        {"key", key},
+        {"message", message},
+        {"time", format_time(SystemClock{}.now())},
+        {"details",
+         std::move(details)}}.dump();
     std::lock_guard lock(mutex_);
     for (std::size_t i = 0; i < targets_.size(); ++i) {
         if (!targets_[i].kinds.empty() && !targets_[i].kinds.contains(kind)) continue;
@@ -135,13 +138,15 @@ void Dispatcher::run() {
                 }
                 auto now = std::chrono::steady_clock::now();
                 // Take the first alert that is due; retries wait their backoff.
-                auto it = std::find_if(queue_.begin(), queue_.end(), [&](const Alert& x) { return x.due <= now || stopping_; });
+                auto it = std::find_if(queue_.begin(), queue_.end(),
+                                       [&](const Alert& x) { return x.due <= now || stopping_; });
                 if (it != queue_.end()) {
                     a = std::move(*it);
                     queue_.erase(it);
                     break;
                 }
-                auto next = std::min_element(queue_.begin(), queue_.end(), [](auto& x, auto& y) { return x.due < y.due; });
+                auto next =
+                    std::min_element(queue_.begin(), queue_.end(), [](auto& x, auto& y) { return x.due < y.due; });
                 wake_.wait_until(lock, next->due);
             }
         }

@@ -10,12 +10,11 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/metrics/registry.hpp"
 
@@ -24,7 +23,7 @@ namespace kw::core::alerts {
 // rotation_failed, key_expiring, credits_low, credits_exhausted,
 // verify_failed_spike, audit_failure
 struct Target {
-    std::string url;            // http://host[:port]/path or https://...
+    std::string url;              // http://host[:port]/path or https://...
     std::set<std::string> kinds;  // empty = every kind
 };
 

@@ -83,9 +83,18 @@ nlohmann::json to_json(const Event& e) {
     // otherwise as the exact string, so an export always re-hashes the same.
     nlohmann::json details = nlohmann::json::parse(e.details, nullptr, false);
     if (details.is_discarded() || details.dump() != e.details) details = e.details;
-    return {{"seq", e.seq},           {"time", e.time},           {"type", to_string(e.type)}, {"actor", e.actor},
-            {"key", e.key},           {"kid", e.kid},             {"op", e.operation},         {"outcome", e.outcome},
-            {"details", details},   {"prev_hash", e.prev_hash}, {"hash", e.hash},            {"mac", e.mac}};
+    return {{"seq", e.seq},
+            {"time", e.time},
+            {"type", to_string(e.type)},
+            {"actor", e.actor},
+            {"key", e.key},
+            {"kid", e.kid},
+            {"op", e.operation},
+            {"outcome", e.outcome},
+            {"details", details},
+            {"prev_hash", e.prev_hash},
+            {"hash", e.hash},
+            {"mac", e.mac}};
 }
 
 Event event_from_json(const nlohmann::json& j) {

@@ -8,11 +8,10 @@
 // used rather than canonical JSON because verification hashes a million
 // events a second.)
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "core/clock.hpp"
 
@@ -39,11 +38,11 @@ enum class EventType {
 /// What a caller asks to record.
 struct Record {
     EventType type = EventType::key_used;
-    std::string actor;      // who: "cli:alice", "api:<pseudonym>"
-    std::string key;        // key name, "" if none
-    std::string kid;        // version, "" if none
-    std::string operation;  // "sign", "verify", "generate", ...
-    std::string outcome;    // "ok", "denied", "error", a verification code
+    std::string actor;                                  // who: "cli:alice", "api:<pseudonym>"
+    std::string key;                                    // key name, "" if none
+    std::string kid;                                    // version, "" if none
+    std::string operation;                              // "sign", "verify", "generate", ...
+    std::string outcome;                                // "ok", "denied", "error", a verification code
     nlohmann::json details = nlohmann::json::object();  // never secrets
 };
 

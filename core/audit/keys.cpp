@@ -41,7 +41,8 @@ bool Keys::check_mac(std::string_view hash, std::string_view mac) {
     auto raw = from_hex(mac);
     if (!raw || raw->size() != 32) return false;
     auto lease = token_.session();
-    return token::verify(lease.session(), mac_key(lease.session()), token::SignMechanism::hmac_sha256, as_bytes(hash), *raw);
+    return token::verify(lease.session(), mac_key(lease.session()), token::SignMechanism::hmac_sha256, as_bytes(hash),
+                         *raw);
 }
 
 std::string Keys::sign_checkpoint(const Checkpoint& c) {
@@ -53,7 +54,8 @@ std::string Keys::sign_checkpoint(const Checkpoint& c) {
 
 std::string Keys::pseudonym(std::string_view value) {
     auto lease = token_.session();
-    auto mac = token::sign(lease.session(), mac_key(lease.session()), token::SignMechanism::hmac_sha256, as_bytes(value));
+    auto mac =
+        token::sign(lease.session(), mac_key(lease.session()), token::SignMechanism::hmac_sha256, as_bytes(value));
     mac.resize(16);
     return to_hex(mac);
 }

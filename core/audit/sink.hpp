@@ -37,7 +37,8 @@ public:
     /// inside one write transaction, reads the newest event and checkpoint,
     /// lets `build` chain the new events onto them, and commits the result.
     virtual Batch append_at_head(
-        const std::function<Batch(const std::optional<Event>& head, const std::optional<Checkpoint>& last_checkpoint)>& build) = 0;
+        const std::function<Batch(const std::optional<Event>& head, const std::optional<Checkpoint>& last_checkpoint)>&
+            build) = 0;
     /// Every event in seq order; stops early if `fn` returns false.
     virtual void for_each(const std::function<bool(const Event&)>& fn) = 0;
     [[nodiscard]] virtual std::vector<Checkpoint> checkpoints() = 0;

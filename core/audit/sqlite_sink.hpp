@@ -22,7 +22,8 @@ public:
     [[nodiscard]] std::optional<Event> last_event() override;
     [[nodiscard]] std::optional<Checkpoint> last_checkpoint() override;
     void append(std::span<const Event> events, const std::optional<Checkpoint>& checkpoint) override;
-    Batch append_at_head(const std::function<Batch(const std::optional<Event>&, const std::optional<Checkpoint>&)>& build) override;
+    Batch append_at_head(
+        const std::function<Batch(const std::optional<Event>&, const std::optional<Checkpoint>&)>& build) override;
     void for_each(const std::function<bool(const Event&)>& fn) override;
     [[nodiscard]] std::vector<Checkpoint> checkpoints() override;
     [[nodiscard]] std::vector<Event> query(const Query& q) override;

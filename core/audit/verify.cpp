@@ -76,10 +76,12 @@ bool Verifier::check(const Event& e, const Event* next) {
             }
         }
         if (e.prev_hash != prev_hash_) {
-            return fail(n, Problem::inserted,
-                        "event at seq " + std::to_string(n) + " is not part of the chain (hash and link are both wrong)");
+            return fail(
+                n, Problem::inserted,
+                "event at seq " + std::to_string(n) + " is not part of the chain (hash and link are both wrong)");
         }
-        return fail(n, Problem::edited, "event " + std::to_string(n) + " was changed after it was written (hash mismatch)");
+        return fail(n, Problem::edited,
+                    "event " + std::to_string(n) + " was changed after it was written (hash mismatch)");
     }
     if (e.prev_hash != prev_hash_) {
         if (options_.find_hash) {
@@ -89,13 +91,15 @@ bool Verifier::check(const Event& e, const Event* next) {
                                 std::to_string(n - 1));
             }
         }
-        return fail(n, Problem::inserted,
-                    "event " + std::to_string(n) + " does not link to event " + std::to_string(n - 1) + " (re-hashed chain)");
+        return fail(
+            n, Problem::inserted,
+            "event " + std::to_string(n) + " does not link to event " + std::to_string(n - 1) + " (re-hashed chain)");
     }
     if (options_.check_mac && !options_.check_mac(e.hash, e.mac)) {
         if (next != nullptr && next->prev_hash == prev_hash_) {
             return fail(n, Problem::inserted,
-                        "event " + std::to_string(n) + " was inserted: its MAC is not the token's and the next event links past it");
+                        "event " + std::to_string(n) +
+                            " was inserted: its MAC is not the token's and the next event links past it");
         }
         return fail(n, Problem::bad_mac,
                     "event " + std::to_string(n) + " has a MAC the token did not make (forged or re-hashed)");
@@ -103,7 +107,8 @@ bool Verifier::check(const Event& e, const Event* next) {
     while (next_checkpoint_ < checkpoints_.size() && checkpoints_[next_checkpoint_].seq == n) {
         const Checkpoint& cp = checkpoints_[next_checkpoint_++];
         if (cp.head_hash != e.hash) {
-            return fail(n, Problem::bad_checkpoint, "checkpoint at seq " + std::to_string(n) + " names a different head hash");
+            return fail(n, Problem::bad_checkpoint,
+                        "checkpoint at seq " + std::to_string(n) + " names a different head hash");
         }
         if (!verify_checkpoint(options_.public_key, cp)) {
             return fail(n, Problem::bad_checkpoint, "checkpoint at seq " + std::to_string(n) + " has a bad signature");

@@ -168,9 +168,18 @@ bool verify_with_public_key(std::span<const std::uint8_t> spki, token::SignMecha
         case M::rsa_pkcs1_sha256: md = EVP_sha256(); break;
         case M::rsa_pkcs1_sha384: md = EVP_sha384(); break;
         case M::rsa_pkcs1_sha512: md = EVP_sha512(); break;
-        case M::rsa_pss_sha256: md = EVP_sha256(); pss = true; break;
-        case M::rsa_pss_sha384: md = EVP_sha384(); pss = true; break;
-        case M::rsa_pss_sha512: md = EVP_sha512(); pss = true; break;
+        case M::rsa_pss_sha256:
+            md = EVP_sha256();
+            pss = true;
+            break;
+        case M::rsa_pss_sha384:
+            md = EVP_sha384();
+            pss = true;
+            break;
+        case M::rsa_pss_sha512:
+            md = EVP_sha512();
+            pss = true;
+            break;
         case M::ecdsa_sha256: md = EVP_sha256(); break;
         case M::ecdsa_sha384: md = EVP_sha384(); break;
         case M::eddsa: md = nullptr; break;

@@ -13,19 +13,25 @@ namespace {
 std::optional<std::vector<std::uint8_t>> from_base64url(std::string_view s) {
     std::string t(s);
     for (char& c : t) {
-        if (c == '-') c = '+';
-        else if (c == '_') c = '/';
-        else if (c == '+' || c == '/' || c == '=') return std::nullopt;
+        if (c == '-')
+            c = '+';
+        else if (c == '_')
+            c = '/';
+        else if (c == '+' || c == '/' || c == '=')
+            return std::nullopt;
     }
     while (t.size() % 4 != 0) t.push_back('=');
     return from_base64(t);
 }
 
-std::string b64url(std::string_view s) { return to_base64url(as_bytes(s)); }
+std::string b64url(std::string_view s) {
+    return to_base64url(as_bytes(s));
+}
 
 std::vector<std::uint8_t> bn_param(EVP_PKEY* key, const char* name) {
     BIGNUM* bn = nullptr;
-    if (EVP_PKEY_get_bn_param(key, name, &bn) != 1) throw Error(ErrorKind::invalid_argument, "cannot read RSA parameter");
+    if (EVP_PKEY_get_bn_param(key, name, &bn) != 1)
+        throw Error(ErrorKind::invalid_argument, "cannot read RSA parameter");
     ossl::Bignum owned(bn);
     std::vector<std::uint8_t> out(static_cast<std::size_t>(BN_num_bytes(bn)));
     BN_bn2bin(bn, out.data());
@@ -72,7 +78,8 @@ Verified verify(KeyService& keys, std::string_view name, std::string_view token,
     Verified out;
     const auto d1 = token.find('.');
     const auto d2 = d1 == std::string_view::npos ? d1 : token.find('.', d1 + 1);
-    if (d1 == std::string_view::npos || d2 == std::string_view::npos || token.find('.', d2 + 1) != std::string_view::npos) {
+    if (d1 == std::string_view::npos || d2 == std::string_view::npos ||
+        token.find('.', d2 + 1) != std::string_view::npos) {
         out.reason = "not a compact JWS (three dot-separated parts)";
         return out;
     }
@@ -104,11 +111,13 @@ Verified verify(KeyService& keys, std::string_view name, std::string_view token,
         return out;
     }
     const UnixTime now = keys.clock().now();
-    if (out.claims.contains("exp") && out.claims["exp"].is_number() && now > out.claims["exp"].get<std::int64_t>() + leeway) {
+    if (out.claims.contains("exp") && out.claims["exp"].is_number() &&
+        now > out.claims["exp"].get<std::int64_t>() + leeway) {
         out.reason = "expired";
         return out;
     }
-    if (out.claims.contains("nbf") && out.claims["nbf"].is_number() && now + leeway < out.claims["nbf"].get<std::int64_t>()) {
+    if (out.claims.contains("nbf") && out.claims["nbf"].is_number() &&
+        now + leeway < out.claims["nbf"].get<std::int64_t>()) {
         out.reason = "not yet valid (nbf)";
         return out;
     }
@@ -132,7 +141,8 @@ nlohmann::json jwk(const ManagedKey& key, const KeyVersion& version) {
         case EVP_PKEY_EC: {
             std::vector<std::uint8_t> point(133);
             std::size_t len = 0;
-            if (EVP_PKEY_get_octet_string_param(pk.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size(), &len) != 1 ||
+            if (EVP_PKEY_get_octet_string_param(pk.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size(), &len) !=
+                    1 ||
                 len < 3 || point[0] != 0x04) {
                 throw Error(ErrorKind::invalid_argument, "cannot read EC point");
             }

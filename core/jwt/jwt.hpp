@@ -5,11 +5,10 @@
 // kid), so verifiers pick the right key across rotations. ES256 signatures are
 // raw r||s as JOSE requires. Only asymmetric keys appear in the JWKS; an HS256
 // key has nothing to publish.
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "core/key_service.hpp"
 
@@ -17,7 +16,7 @@ namespace kw::core::jwt {
 
 struct SignRequest {
     nlohmann::json claims = nlohmann::json::object();
-    std::int64_t ttl = 3600;  // exp = iat + ttl unless claims has exp
+    std::int64_t ttl = 3600;            // exp = iat + ttl unless claims has exp
     std::optional<std::string> caller;  // GRADUAL rollout bucket
 };
 

@@ -5,7 +5,8 @@
 namespace kw::core::metrics {
 
 const std::vector<double>& latency_buckets() {
-    static const std::vector<double> b{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5};
+    static const std::vector<double> b{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                       0.025,  0.05,    0.1,    0.25,  1,      5};
     return b;
 }
 

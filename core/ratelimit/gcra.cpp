@@ -29,8 +29,12 @@ Limit Gcra::limit_for(const std::string& key) const {
     return it != limits_.end() ? it->second : default_;
 }
 
-Decision Gcra::take(const std::string& key, std::int64_t cost) { return decide(key, cost, true); }
-Decision Gcra::peek(const std::string& key, std::int64_t cost) { return decide(key, cost, false); }
+Decision Gcra::take(const std::string& key, std::int64_t cost) {
+    return decide(key, cost, true);
+}
+Decision Gcra::peek(const std::string& key, std::int64_t cost) {
+    return decide(key, cost, false);
+}
 
 Decision Gcra::decide(const std::string& key, std::int64_t cost, bool commit) {
     std::lock_guard lock(mutex_);

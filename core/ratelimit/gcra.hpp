@@ -4,8 +4,8 @@
 // arrival time per key; no timers, no background threads. Limits can change
 // at run time (set_default, set_limit) and apply from the next request.
 #include <chrono>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -14,9 +14,9 @@
 namespace kw::core::ratelimit {
 
 struct Limit {
-    std::int64_t limit = 100;   // requests per period
+    std::int64_t limit = 100;  // requests per period
     std::int64_t period_ms = 1000;
-    std::int64_t burst = 100;   // how many may arrive at once
+    std::int64_t burst = 100;  // how many may arrive at once
 };
 
 struct Decision {

@@ -1,11 +1,10 @@
 #include "core/rotation/engine.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
-#include <algorithm>
 #include <map>
-
 #include <nlohmann/json.hpp>
 
 #include "core/crypto/public_key.hpp"
@@ -24,7 +23,9 @@ void crash_point(const char* step) {
 
 namespace {
 
-bool is_token_key(const ManagedKey& key) { return key.type == KeyType::api_token || key.type == KeyType::provisioning; }
+bool is_token_key(const ManagedKey& key) {
+    return key.type == KeyType::api_token || key.type == KeyType::provisioning;
+}
 
 constexpr std::int64_t kNoWait = 0;
 
@@ -66,7 +67,8 @@ Params Params::from_json(const std::string& text) {
     p.overlap = j.value("overlap", p.overlap);
     if (j.contains("phases")) {
         p.phases.clear();
-        for (const auto& ph : j["phases"]) p.phases.push_back({ph.value("share", 100), ph.value("duration", std::int64_t{0})});
+        for (const auto& ph : j["phases"])
+            p.phases.push_back({ph.value("share", 100), ph.value("duration", std::int64_t{0})});
     }
     p.rollback_window = j.value("rollback_window", p.rollback_window);
     p.jwks_lead = j.value("jwks_lead", p.jwks_lead);
@@ -82,7 +84,9 @@ Engine::Engine(KeyService& keys, tokens::TokenService& tokens, const PolicySet& 
     if (options_.owner.empty()) options_.owner = "engine";
 }
 
-void Engine::save(const RotationRecord& r) { keys_.store().update_rotation(r); }
+void Engine::save(const RotationRecord& r) {
+    keys_.store().update_rotation(r);
+}
 
 std::optional<UnixTime> Engine::next_due(const ManagedKey& key) const {
     const Policy* policy = policies_.for_key(key);
@@ -176,7 +180,8 @@ void Engine::fail(RotationRecord& r, const std::string& error) {
     r.error = error;
     r.finished_at = keys_.clock().now();
     save(r);
-    keys_.audit(audit::EventType::key_rotated, r.key_name, r.to_kid, "rotate", "failed", {{"error", error}, {"rotation", r.id}});
+    keys_.audit(audit::EventType::key_rotated, r.key_name, r.to_kid, "rotate", "failed",
+                {{"error", error}, {"rotation", r.id}});
 }
 
 void Engine::promote(const ManagedKey& key, RotationRecord& r) {
@@ -359,7 +364,8 @@ RotationRecord Engine::advance(RotationRecord r, std::optional<std::string>* new
                     case Strategy::blue_green: wait = p.rollback_window; break;
                     case Strategy::gradual: wait = p.phases.empty() ? 0 : p.phases.back().duration; break;
                 }
-                const UnixTime since = r.strategy == "GRADUAL" ? r.phase_started_at.value_or(*r.promoted_at) : *r.promoted_at;
+                const UnixTime since =
+                    r.strategy == "GRADUAL" ? r.phase_started_at.value_or(*r.promoted_at) : *r.promoted_at;
                 if (now < since + wait) return r;
                 if (p.quiet_time > 0 && p.strategy != Strategy::immediate) {
                     if (auto last = keys_.store().last_used(r.from_kid); last && now - *last < p.quiet_time) {
@@ -372,7 +378,8 @@ RotationRecord Engine::advance(RotationRecord r, std::optional<std::string>* new
                 retire(key, r, p);
                 return r;
             }
-            throw Error(ErrorKind::store_failure, "rotation " + std::to_string(r.id) + " has unknown state '" + r.state + "'");
+            throw Error(ErrorKind::store_failure,
+                        "rotation " + std::to_string(r.id) + " has unknown state '" + r.state + "'");
         } catch (const std::exception& e) {
             const auto* core_error = dynamic_cast<const Error*>(&e);
             if (core_error != nullptr &&
@@ -429,7 +436,8 @@ RotationRecord Engine::rollback(std::string_view name) {
     RotationRecord r = *open;
     const Params p = Params::from_json(r.params);
     const UnixTime now = keys_.clock().now();
-    if (r.state == "promoted" && p.strategy == Strategy::blue_green && now > r.promoted_at.value_or(now) + p.rollback_window) {
+    if (r.state == "promoted" && p.strategy == Strategy::blue_green &&
+        now > r.promoted_at.value_or(now) + p.rollback_window) {
         throw Error(ErrorKind::not_permitted, "the rollback window of '" + key.name + "' has closed");
     }
     const KeyVersion* old = key.version_by_kid(r.from_kid);

@@ -56,13 +56,13 @@ struct StrategyStats {
     int failed = 0;
     int rolled_back = 0;
     int in_progress = 0;
-    double success_rate = 0;   // succeeded / finished
-    double mean_seconds = 0;   // finished rotations, start to end
+    double success_rate = 0;  // succeeded / finished
+    double mean_seconds = 0;  // finished rotations, start to end
     double p95_seconds = 0;
 };
 
 struct EngineOptions {
-    std::string owner;            // lease owner id, e.g. "host:pid"
+    std::string owner;  // lease owner id, e.g. "host:pid"
     std::int64_t lease_ttl = 300;
 };
 

@@ -83,7 +83,7 @@ struct RotationRecord {
     std::optional<UnixTime> finished_at;
     std::string outcome;  // success, failed, rolled_back
     std::string error;
-    std::string params;   // JSON snapshot of the policy parameters at start
+    std::string params;  // JSON snapshot of the policy parameters at start
 };
 
 class Store {
@@ -122,7 +122,8 @@ public:
     /// Counts one use unless max_uses is reached; false means exhausted. Atomic.
     [[nodiscard]] virtual bool consume_token_use(std::string_view kid, UnixTime at) = 0;
     /// Re-digests a token under a newer pepper.
-    virtual void update_token_digest(std::string_view kid, std::span<const std::uint8_t> digest, int pepper_version) = 0;
+    virtual void update_token_digest(std::string_view kid, std::span<const std::uint8_t> digest,
+                                     int pepper_version) = 0;
 
     /// Starts a rotation record; throws Error(already_exists) if the key has
     /// an unfinished one. Returns its id.
@@ -131,17 +132,20 @@ public:
     [[nodiscard]] virtual std::optional<RotationRecord> open_rotation(std::string_view key_id) = 0;
     [[nodiscard]] virtual std::vector<RotationRecord> open_rotations() = 0;
     /// Newest first; all keys when `key_name` is empty.
-    [[nodiscard]] virtual std::vector<RotationRecord> rotation_history(std::string_view key_name, std::size_t limit) = 0;
+    [[nodiscard]] virtual std::vector<RotationRecord> rotation_history(std::string_view key_name,
+                                                                       std::size_t limit) = 0;
     virtual void set_rollout(std::string_view key_id, const std::optional<std::string>& kid, int share) = 0;
     /// Takes or renews the named lease until now+ttl unless another owner
     /// holds it unexpired. True when `owner` holds it afterwards.
-    [[nodiscard]] virtual bool try_lease(std::string_view name, std::string_view owner, UnixTime now, std::int64_t ttl) = 0;
+    [[nodiscard]] virtual bool try_lease(std::string_view name, std::string_view owner, UnixTime now,
+                                         std::int64_t ttl) = 0;
     virtual void release_lease(std::string_view name, std::string_view owner) = 0;
     /// Counts of a key's audit events by outcome (usage by outcome).
     [[nodiscard]] virtual std::map<std::string, std::int64_t> usage_by_outcome(std::string_view key_name) = 0;
     /// When a version last signed or verified (from the audit log), if ever.
     [[nodiscard]] virtual std::optional<UnixTime> last_used(std::string_view kid) = 0;
-    virtual void save_policy_document(std::string_view source, std::string_view text, UnixTime at, std::string_view actor) = 0;
+    virtual void save_policy_document(std::string_view source, std::string_view text, UnixTime at,
+                                      std::string_view actor) = 0;
     /// The newest applied policy document: {source, text}.
     [[nodiscard]] virtual std::optional<std::pair<std::string, std::string>> policy_document() = 0;
 

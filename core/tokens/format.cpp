@@ -7,7 +7,9 @@
 namespace kw::core::tokens {
 namespace {
 
-bool is_base62(char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
+bool is_base62(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
 
 std::string checksum(std::string_view prefix_and_body) {
     boost::crc_32_type crc;

@@ -38,7 +38,8 @@ std::vector<std::uint8_t> TokenService::digest(int pepper_version, std::string_v
     const auto& peppers = keys_.roots().peppers;
     auto it = peppers.find(pepper_version);
     if (it == peppers.end()) {
-        throw Error(ErrorKind::not_initialized, "token pepper v" + std::to_string(pepper_version) + " is not in the token");
+        throw Error(ErrorKind::not_initialized,
+                    "token pepper v" + std::to_string(pepper_version) + " is not in the token");
     }
     auto lease = keys_.token().session();
     return token::sign(lease.session(), it->second, token::SignMechanism::hmac_sha256, as_bytes(token));
@@ -86,7 +87,8 @@ IssuedToken TokenService::issue(const IssueRequest& request) {
     }
     if (r.expires_in && *r.expires_in <= 0) throw Error(ErrorKind::invalid_argument, "expiry must be in the future");
     if (r.name.empty()) throw Error(ErrorKind::invalid_argument, "a token needs a name");
-    if (keys_.store().find_key(r.name)) throw Error(ErrorKind::already_exists, "a key named '" + r.name + "' already exists");
+    if (keys_.store().find_key(r.name))
+        throw Error(ErrorKind::already_exists, "a key named '" + r.name + "' already exists");
 
     ManagedKey key;
     key.id = keys_.new_uuid();
@@ -143,7 +145,8 @@ IssuedToken TokenService::issue_version(std::string_view name, std::optional<std
     }
     KeyVersion v = scratch.versions.front();
     v.primary = false;  // rotation decides when it becomes primary
-    keys_.audit(audit::EventType::token_issued, key.name, record.kid, "issue_version", "ok", {{"display", record.display}});
+    keys_.audit(audit::EventType::token_issued, key.name, record.kid, "issue_version", "ok",
+                {{"display", record.display}});
     keys_.store().add_token_version(key.id, v, record);
     issued.key = keys_.get(name);
     return issued;

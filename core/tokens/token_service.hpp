@@ -38,8 +38,8 @@ struct IssueRequest {
     std::vector<std::string> scopes;
     std::optional<std::int64_t> expires_in;  // provisioning default: 1 hour
     std::string prefix = "kw_live";
-    std::optional<std::int64_t> max_uses;    // provisioning default: 1
-    std::optional<std::int64_t> refill;      // credits: max_uses is restored every `refill` seconds
+    std::optional<std::int64_t> max_uses;  // provisioning default: 1
+    std::optional<std::int64_t> refill;    // credits: max_uses is restored every `refill` seconds
     std::string owner;
     std::map<std::string, std::string> labels;
 };
@@ -58,7 +58,7 @@ struct Verification {
     std::vector<std::string> scopes;
     std::optional<UnixTime> expires_at;
     std::optional<std::int64_t> remaining_uses;  // nullopt: unlimited
-    std::optional<UnixTime> next_refill;          // credits refill then (nullopt: never)
+    std::optional<UnixTime> next_refill;         // credits refill then (nullopt: never)
 };
 
 /// True when `granted` scopes allow `required`: exact match, a glob in the
@@ -96,8 +96,9 @@ public:
 
 private:
     std::vector<std::uint8_t> digest(int pepper_version, std::string_view token);
-    IssuedToken make_token(ManagedKey& key, int version, const std::string& prefix, std::optional<std::int64_t> max_uses,
-                           TokenRecord& record, std::optional<std::string> kid = {});
+    IssuedToken make_token(ManagedKey& key, int version, const std::string& prefix,
+                           std::optional<std::int64_t> max_uses, TokenRecord& record,
+                           std::optional<std::string> kid = {});
     Verification finish(Verification v, const ManagedKey& key);
 
     KeyService& keys_;

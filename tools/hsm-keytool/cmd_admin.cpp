@@ -21,7 +21,8 @@ namespace {
 
 std::string make_token_script() {
     if (const char* s = std::getenv("KEYWARDEN_MAKE_TOKEN"); s != nullptr && *s != '\0') return s;
-    for (const char* candidate : {KW_SOURCE_DIR "/softhsm-conf/make-token.sh", KW_DATA_DIR "/softhsm-conf/make-token.sh"}) {
+    for (const char* candidate :
+         {KW_SOURCE_DIR "/softhsm-conf/make-token.sh", KW_DATA_DIR "/softhsm-conf/make-token.sh"}) {
         if (std::filesystem::exists(candidate)) return candidate;
     }
     throw core::Error(core::ErrorKind::config, "cannot find softhsm-conf/make-token.sh (set KEYWARDEN_MAKE_TOKEN)");
@@ -58,7 +59,8 @@ void create_softhsm_token(const std::string& dir) {
 
 int cmd_init(Context& ctx_in, const Args& args) {
     po::options_description desc("hsm-keytool init [--softhsm DIR] [--json]");
-    desc.add_options()("softhsm", po::value<std::string>(), "first create a fresh SoftHSM token in DIR")("json", "print JSON");
+    desc.add_options()("softhsm", po::value<std::string>(), "first create a fresh SoftHSM token in DIR")("json",
+                                                                                                         "print JSON");
     auto vm = parse(args, desc);
     std::optional<Context> fresh;
     Context* ctx = &ctx_in;
@@ -95,8 +97,12 @@ int cmd_status(Context& ctx, const Args& args) {
     auto& token = ctx.logged_in_token();
     const auto& info = token.info();
     nlohmann::json j;
-    j["token"] = {{"label", info.label},     {"serial", info.serial}, {"manufacturer", info.manufacturer},
-                  {"model", info.model},     {"module", token.module().path()}, {"logged_in", token.logged_in()},
+    j["token"] = {{"label", info.label},
+                  {"serial", info.serial},
+                  {"manufacturer", info.manufacturer},
+                  {"model", info.model},
+                  {"module", token.module().path()},
+                  {"logged_in", token.logged_in()},
                   {"sessions", ctx.config().sessions}};
     bool initialized = true;
     try {
@@ -119,8 +125,8 @@ int cmd_status(Context& ctx, const Args& args) {
         std::cout << j.dump(2) << "\n";
         return initialized ? kOk : kNotInitialized;
     }
-    std::cout << "token:     " << info.label << " (serial " << info.serial << ", " << info.manufacturer << " " << info.model
-              << ")\n"
+    std::cout << "token:     " << info.label << " (serial " << info.serial << ", " << info.manufacturer << " "
+              << info.model << ")\n"
               << "module:    " << token.module().path() << "\n"
               << "login:     ok\n"
               << "root keys: " << (initialized ? "present" : "MISSING: run `hsm-keytool init`") << "\n"

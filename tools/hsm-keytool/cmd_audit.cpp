@@ -18,7 +18,9 @@ namespace {
 
 namespace audit = core::audit;
 
-core::Error usage(const std::string& what) { return core::Error(core::ErrorKind::invalid_argument, what); }
+core::Error usage(const std::string& what) {
+    return core::Error(core::ErrorKind::invalid_argument, what);
+}
 
 void print_event(const audit::Event& e) {
     std::cout << std::setw(6) << e.seq << "  " << core::format_time(e.time) << "  " << std::left << std::setw(14)
@@ -37,7 +39,8 @@ int report(const audit::Report& r, bool json) {
                                     {"checkpoints", r.checkpoints},
                                     {"unsigned_tail", r.unsigned_tail},
                                     {"macs_checked", r.macs_checked},
-                                    {"first_bad_seq", r.first_bad_seq ? nlohmann::json(*r.first_bad_seq) : nlohmann::json(nullptr)},
+                                    {"first_bad_seq",
+                                     r.first_bad_seq ? nlohmann::json(*r.first_bad_seq) : nlohmann::json(nullptr)},
                                     {"problem", audit::to_string(r.problem)},
                                     {"message", r.message}}
                          .dump(2)
@@ -99,7 +102,8 @@ int audit_verify(Context& ctx, const Args& args) {
     auto vm = parse(args, desc);
     const bool json = vm.count("json") > 0;
     if (vm.count("offline")) {
-        if (!vm.count("pubkey")) throw usage("--offline needs --pubkey PEM (from `audit export` or `audit public-key`)");
+        if (!vm.count("pubkey"))
+            throw usage("--offline needs --pubkey PEM (from `audit export` or `audit public-key`)");
         return verify_offline(vm["offline"].as<std::string>(), vm["pubkey"].as<std::string>(), json);
     }
     auto& sink = ctx.audit_sink();
@@ -151,7 +155,8 @@ int audit_export(Context& ctx, const Args& args) {
     if (vm.count("pubkey-out")) {
         write_output(vm["pubkey-out"].as<std::string>(), std::vector<std::uint8_t>(pem.begin(), pem.end()));
     }
-    if (path) std::cerr << "exported " << n << " events and " << checkpoints.size() << " checkpoints to " << *path << "\n";
+    if (path)
+        std::cerr << "exported " << n << " events and " << checkpoints.size() << " checkpoints to " << *path << "\n";
     return kOk;
 }
 
@@ -163,8 +168,9 @@ std::optional<core::UnixTime> parse_since(const std::string& text, core::UnixTim
 }
 
 int audit_query(Context& ctx, const Args& args, bool tail) {
-    po::options_description desc(tail ? "hsm-keytool audit tail [-n N] [--follow] [--json]"
-                                      : "hsm-keytool audit query [--key N] [--event E] [--since T] [--limit N] [--json]");
+    po::options_description desc(
+        tail ? "hsm-keytool audit tail [-n N] [--follow] [--json]"
+             : "hsm-keytool audit query [--key N] [--event E] [--since T] [--limit N] [--json]");
     desc.add_options()("key", po::value<std::string>(), "only events about this key")(
         "event", po::value<std::string>(), "only this event type (key_used, verify_failed, ...)")(
         "since", po::value<std::string>(), "only events since T: a duration ago (1h, 7d) or 2026-11-25T13:00:00Z")(

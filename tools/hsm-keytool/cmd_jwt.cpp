@@ -11,7 +11,9 @@
 namespace kw::keytool {
 namespace {
 
-core::Error usage(const std::string& what) { return core::Error(core::ErrorKind::invalid_argument, what); }
+core::Error usage(const std::string& what) {
+    return core::Error(core::ErrorKind::invalid_argument, what);
+}
 
 int jwt_sign(Context& ctx, const Args& args) {
     po::options_description desc("hsm-keytool jwt sign NAME --claims FILE [--ttl D] [--caller ID]");
@@ -36,10 +38,10 @@ int jwt_sign(Context& ctx, const Args& args) {
 
 int jwt_verify(Context& ctx, const Args& args) {
     po::options_description desc("hsm-keytool jwt verify NAME [--in FILE] [--leeway S] [--json]  (JWT on stdin)");
-    desc.add_options()("name", po::value<std::string>()->required(), "jwt key name")(
-        "in", po::value<std::string>(), "read the JWT from FILE")("leeway", po::value<long long>()->default_value(0),
-                                                                   "seconds of clock skew allowed for exp/nbf")(
-        "json", "print JSON");
+    desc.add_options()("name", po::value<std::string>()->required(), "jwt key name")("in", po::value<std::string>(),
+                                                                                     "read the JWT from FILE")(
+        "leeway", po::value<long long>()->default_value(0), "seconds of clock skew allowed for exp/nbf")("json",
+                                                                                                         "print JSON");
     po::positional_options_description pos;
     pos.add("name", 1);
     auto vm = parse(args, desc, pos);
@@ -48,7 +50,11 @@ int jwt_verify(Context& ctx, const Args& args) {
     while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
     auto v = core::jwt::verify(ctx.keys(), vm["name"].as<std::string>(), token, vm["leeway"].as<long long>());
     if (vm.count("json")) {
-        std::cout << nlohmann::json{{"valid", v.valid}, {"reason", v.reason}, {"kid", v.kid}, {"claims", v.valid ? v.claims : nlohmann::json(nullptr)}}.dump(2)
+        std::cout << nlohmann::json{{"valid", v.valid},
+                                    {"reason", v.reason},
+                                    {"kid", v.kid},
+                                    {"claims", v.valid ? v.claims : nlohmann::json(nullptr)}}
+                         .dump(2)
                   << "\n";
     } else if (v.valid) {
         std::cout << "JWT valid (kid " << v.kid << ")\n" << v.claims.dump(2) << "\n";

@@ -12,7 +12,9 @@
 namespace kw::keytool {
 namespace {
 
-core::Error usage(const std::string& what) { return core::Error(core::ErrorKind::invalid_argument, what); }
+core::Error usage(const std::string& what) {
+    return core::Error(core::ErrorKind::invalid_argument, what);
+}
 
 void print_key(const core::ManagedKey& key, core::UnixTime now) {
     std::cout << "name:       " << key.name << "\n"
@@ -29,9 +31,9 @@ void print_key(const core::ManagedKey& key, core::UnixTime now) {
     if (key.revoked_at) std::cout << "revoked:    " << core::format_time(*key.revoked_at) << "\n";
     std::cout << "versions:\n";
     for (const auto& v : key.versions) {
-        std::cout << "  v" << v.version << "  kid " << v.kid << "  " << std::left << std::setw(11) << core::to_string(v.state)
-                  << " " << std::setw(8) << core::to_string(v.residency) << (v.primary ? " primary" : "") << "  created "
-                  << core::format_time(v.created_at) << "\n";
+        std::cout << "  v" << v.version << "  kid " << v.kid << "  " << std::left << std::setw(11)
+                  << core::to_string(v.state) << " " << std::setw(8) << core::to_string(v.residency)
+                  << (v.primary ? " primary" : "") << "  created " << core::format_time(v.created_at) << "\n";
     }
 }
 
@@ -42,13 +44,13 @@ int cmd_generate(Context& ctx, const Args& args) {
     std::vector<std::string> scopes;
     std::vector<std::string> labels;
     desc.add_options()("type", po::value<std::string>()->required(), "hmac | rsa | ecdsa | ed25519 | jwt")(
-        "name", po::value<std::string>()->required(), "unique key name")("size", po::value<unsigned>(),
-                                                                           "RSA modulus bits: 2048, 3072, 4096")(
-        "curve", po::value<std::string>(), "ECDSA curve: P-256 (default), P-384")(
+        "name", po::value<std::string>()->required(), "unique key name")(
+        "size", po::value<unsigned>(), "RSA modulus bits: 2048, 3072, 4096")("curve", po::value<std::string>(),
+                                                                             "ECDSA curve: P-256 (default), P-384")(
         "alg", po::value<std::string>(), "JWT alg: HS256, RS256, PS256, ES256 (default), EdDSA")(
         "scope", po::value(&scopes)->composing(), "scope (repeat or comma-separate)")(
-        "owner", po::value<std::string>(), "owning team or service")(
-        "label", po::value(&labels)->composing(), "label key=value (repeatable)")(
+        "owner", po::value<std::string>(), "owning team or service")("label", po::value(&labels)->composing(),
+                                                                     "label key=value (repeatable)")(
         "expires-in", po::value<std::string>(), "lifetime: 90d, 12h, 3600")(
         "residency", po::value<std::string>(), "wrapped (default) or token")("json", "print the key as JSON");
     auto vm = parse(args, desc);
@@ -59,7 +61,8 @@ int cmd_generate(Context& ctx, const Args& args) {
     if (!type) throw usage("unknown key type '" + vm["type"].as<std::string>() + "' (hmac, rsa, ecdsa, ed25519, jwt)");
     r.type = *type;
     if (vm.count("size")) {
-        if (r.type != core::KeyType::rsa && r.type != core::KeyType::jwt) throw usage("--size applies to rsa keys only");
+        if (r.type != core::KeyType::rsa && r.type != core::KeyType::jwt)
+            throw usage("--size applies to rsa keys only");
         r.rsa_bits = vm["size"].as<unsigned>();
     }
     if (vm.count("curve")) {
@@ -70,7 +73,8 @@ int cmd_generate(Context& ctx, const Args& args) {
     if (vm.count("alg")) {
         if (r.type != core::KeyType::jwt) throw usage("--alg applies to jwt keys only");
         r.jwt_alg = core::parse_jwt_alg(vm["alg"].as<std::string>());
-        if (!r.jwt_alg) throw usage("unknown JWT alg '" + vm["alg"].as<std::string>() + "' (HS256, RS256, PS256, ES256, EdDSA)");
+        if (!r.jwt_alg)
+            throw usage("unknown JWT alg '" + vm["alg"].as<std::string>() + "' (HS256, RS256, PS256, ES256, EdDSA)");
     }
     r.scopes = split_scopes(scopes);
     if (vm.count("owner")) r.owner = vm["owner"].as<std::string>();
@@ -94,8 +98,8 @@ int cmd_generate(Context& ctx, const Args& args) {
     if (vm.count("json")) {
         std::cout << key_json(key).dump(2) << "\n";
     } else {
-        std::cout << "generated " << key.name << " (" << algorithm_text(key) << ", " << core::to_string(key.versions.front().residency)
-                  << ", kid " << key.versions.front().kid << ")\n";
+        std::cout << "generated " << key.name << " (" << algorithm_text(key) << ", "
+                  << core::to_string(key.versions.front().residency) << ", kid " << key.versions.front().kid << ")\n";
     }
     return kOk;
 }
@@ -171,7 +175,8 @@ int cmd_public_key(Context& ctx, const Args& args) {
     std::string pem = ctx.keys().public_key_pem(name, kid ? std::optional<std::string_view>(*kid) : std::nullopt);
     if (vm.count("json")) {
         auto key = ctx.keys().get(name);
-        std::cout << nlohmann::json{{"name", name}, {"kid", kid ? *kid : key.primary()->kid}, {"pem", pem}}.dump(2) << "\n";
+        std::cout << nlohmann::json{{"name", name}, {"kid", kid ? *kid : key.primary()->kid}, {"pem", pem}}.dump(2)
+                  << "\n";
         return kOk;
     }
     std::optional<std::string> out;

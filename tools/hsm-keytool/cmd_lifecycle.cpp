@@ -42,7 +42,9 @@ int run(Context& ctx, const Args& args, core::LifecycleOp op) {
     if (vm.count("json")) {
         nlohmann::json arr = nlohmann::json::array();
         for (const auto& c : changes) {
-            arr.push_back({{"kid", c.kid}, {"from", core::to_string(c.from)}, {"to", core::to_string(c.to)},
+            arr.push_back({{"kid", c.kid},
+                           {"from", core::to_string(c.from)},
+                           {"to", core::to_string(c.to)},
                            {"at", core::format_time(c.at)}});
         }
         std::cout << nlohmann::json{{"name", name}, {"changes", arr}}.dump(2) << "\n";
@@ -56,10 +58,20 @@ int run(Context& ctx, const Args& args, core::LifecycleOp op) {
 
 }  // namespace
 
-int cmd_suspend(Context& ctx, const Args& args) { return run(ctx, args, core::LifecycleOp::suspend); }
-int cmd_resume(Context& ctx, const Args& args) { return run(ctx, args, core::LifecycleOp::resume); }
-int cmd_deactivate(Context& ctx, const Args& args) { return run(ctx, args, core::LifecycleOp::deactivate); }
-int cmd_compromise(Context& ctx, const Args& args) { return run(ctx, args, core::LifecycleOp::compromise); }
-int cmd_destroy(Context& ctx, const Args& args) { return run(ctx, args, core::LifecycleOp::destroy); }
+int cmd_suspend(Context& ctx, const Args& args) {
+    return run(ctx, args, core::LifecycleOp::suspend);
+}
+int cmd_resume(Context& ctx, const Args& args) {
+    return run(ctx, args, core::LifecycleOp::resume);
+}
+int cmd_deactivate(Context& ctx, const Args& args) {
+    return run(ctx, args, core::LifecycleOp::deactivate);
+}
+int cmd_compromise(Context& ctx, const Args& args) {
+    return run(ctx, args, core::LifecycleOp::compromise);
+}
+int cmd_destroy(Context& ctx, const Args& args) {
+    return run(ctx, args, core::LifecycleOp::destroy);
+}
 
 }  // namespace kw::keytool

@@ -14,7 +14,9 @@ namespace {
 
 namespace rot = core::rotation;
 
-core::Error usage(const std::string& what) { return core::Error(core::ErrorKind::invalid_argument, what); }
+core::Error usage(const std::string& what) {
+    return core::Error(core::ErrorKind::invalid_argument, what);
+}
 
 std::string read_text(const std::string& path) {
     std::ifstream in(path);
@@ -73,7 +75,8 @@ int policy_check(Context& ctx, const Args& args, bool apply) {
     if (vm.count("json")) {
         nlohmann::json arr = nlohmann::json::array();
         for (const auto& p : set.policies()) arr.push_back(policy_json(p));
-        std::cout << nlohmann::json{{"file", path}, {"ok", true}, {"applied", apply}, {"policies", arr}}.dump(2) << "\n";
+        std::cout << nlohmann::json{{"file", path}, {"ok", true}, {"applied", apply}, {"policies", arr}}.dump(2)
+                  << "\n";
     } else {
         std::cout << path << ": " << set.policies().size() << " polic" << (set.policies().size() == 1 ? "y" : "ies")
                   << " OK" << (apply ? ", applied" : "") << "\n";
@@ -121,7 +124,8 @@ int policy_explain(Context& ctx, const Args& args) {
     if (vm.count("json")) {
         std::cout << nlohmann::json{{"key", key.name},
                                     {"policy", policy ? policy_json(*policy) : nlohmann::json(nullptr)},
-                                    {"next_due", due ? nlohmann::json(core::format_time(*due)) : nlohmann::json(nullptr)}}
+                                    {"next_due",
+                                     due ? nlohmann::json(core::format_time(*due)) : nlohmann::json(nullptr)}}
                          .dump(2)
                   << "\n";
         return kOk;
@@ -131,7 +135,8 @@ int policy_explain(Context& ctx, const Args& args) {
         return kOk;
     }
     std::cout << key.name << ": policy " << policy->name << " (" << policy->source << ":" << policy->line << ")\n"
-              << "  strategy " << rot::to_string(policy->strategy) << ", every " << duration_text(policy->cryptoperiod) << "\n"
+              << "  strategy " << rot::to_string(policy->strategy) << ", every " << duration_text(policy->cryptoperiod)
+              << "\n"
               << "  next rotation: " << (due ? core::format_time(*due) : "not rotatable (revoked or no active primary)")
               << "\n";
     return kOk;

@@ -11,7 +11,9 @@
 namespace kw::keytool {
 namespace {
 
-core::Error usage(const std::string& what) { return core::Error(core::ErrorKind::invalid_argument, what); }
+core::Error usage(const std::string& what) {
+    return core::Error(core::ErrorKind::invalid_argument, what);
+}
 
 nlohmann::json rotation_json(const core::RotationRecord& r) {
     auto t = [](const std::optional<core::UnixTime>& v) {
@@ -36,8 +38,8 @@ nlohmann::json rotation_json(const core::RotationRecord& r) {
 }
 
 void print_rotation(const core::RotationRecord& r) {
-    std::cout << "#" << r.id << " " << r.key_name << " " << r.strategy << ": " << r.from_kid << " -> " << r.to_kid << "  "
-              << r.state;
+    std::cout << "#" << r.id << " " << r.key_name << " " << r.strategy << ": " << r.from_kid << " -> " << r.to_kid
+              << "  " << r.state;
     if (r.state == "phasing") std::cout << " (phase " << r.phase + 1 << ")";
     if (!r.outcome.empty()) std::cout << " [" << r.outcome << "]";
     std::cout << "  started " << core::format_time(r.started_at);
@@ -100,21 +102,28 @@ int rotate_stats(Context& ctx, const Args& args) {
     if (vm.count("json")) {
         nlohmann::json arr = nlohmann::json::array();
         for (const auto& s : stats) {
-            arr.push_back({{"strategy", s.strategy}, {"total", s.total}, {"succeeded", s.succeeded}, {"failed", s.failed},
-                           {"rolled_back", s.rolled_back}, {"in_progress", s.in_progress},
-                           {"success_rate", s.success_rate}, {"mean_seconds", s.mean_seconds}, {"p95_seconds", s.p95_seconds}});
+            arr.push_back({{"strategy", s.strategy},
+                           {"total", s.total},
+                           {"succeeded", s.succeeded},
+                           {"failed", s.failed},
+                           {"rolled_back", s.rolled_back},
+                           {"in_progress", s.in_progress},
+                           {"success_rate", s.success_rate},
+                           {"mean_seconds", s.mean_seconds},
+                           {"p95_seconds", s.p95_seconds}});
         }
         std::cout << arr.dump(2) << "\n";
         return kOk;
     }
-    std::cout << std::left << std::setw(13) << "STRATEGY" << std::right << std::setw(7) << "TOTAL" << std::setw(6) << "OK"
-              << std::setw(8) << "FAILED" << std::setw(10) << "ROLLBACK" << std::setw(8) << "OPEN" << std::setw(9) << "SUCCESS"
-              << std::setw(11) << "MEAN s" << std::setw(10) << "P95 s" << "\n";
+    std::cout << std::left << std::setw(13) << "STRATEGY" << std::right << std::setw(7) << "TOTAL" << std::setw(6)
+              << "OK" << std::setw(8) << "FAILED" << std::setw(10) << "ROLLBACK" << std::setw(8) << "OPEN"
+              << std::setw(9) << "SUCCESS" << std::setw(11) << "MEAN s" << std::setw(10) << "P95 s"
+              << "\n";
     for (const auto& s : stats) {
         std::cout << std::left << std::setw(13) << s.strategy << std::right << std::setw(7) << s.total << std::setw(6)
                   << s.succeeded << std::setw(8) << s.failed << std::setw(10) << s.rolled_back << std::setw(8)
-                  << s.in_progress << std::setw(8) << std::fixed << std::setprecision(1) << 100.0 * s.success_rate << "%"
-                  << std::setw(11) << s.mean_seconds << std::setw(10) << s.p95_seconds << "\n";
+                  << s.in_progress << std::setw(8) << std::fixed << std::setprecision(1) << 100.0 * s.success_rate
+                  << "%" << std::setw(11) << s.mean_seconds << std::setw(10) << s.p95_seconds << "\n";
     }
     if (stats.empty()) std::cout << "no rotations yet\n";
     return kOk;
@@ -146,7 +155,8 @@ int cmd_rotate(Context& ctx, const Args& args) {
         if (args.front() == "stats") return rotate_stats(ctx, rest);
         if (args.front() == "rollback") return rotate_rollback(ctx, rest);
     }
-    po::options_description desc("hsm-keytool rotate NAME [--strategy S] | rotate --due  (also: status, history, stats, rollback)");
+    po::options_description desc(
+        "hsm-keytool rotate NAME [--strategy S] | rotate --due  (also: status, history, stats, rollback)");
     desc.add_options()("name", po::value<std::string>(), "key to rotate now")(
         "strategy", po::value<std::string>(), "IMMEDIATE, OVERLAPPING, GRADUAL or BLUE_GREEN (default: the policy's)")(
         "due", "advance rotations in progress and rotate every key whose policy says it is due (for cron)")(

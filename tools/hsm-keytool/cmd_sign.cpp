@@ -33,8 +33,8 @@ std::optional<std::string> opt(const po::variables_map& vm, const char* name) {
 int cmd_sign(Context& ctx, const Args& args) {
     po::options_description desc("hsm-keytool sign NAME [--in FILE] [--out FILE] [--base64] [--pss] [--raw] [--json]");
     desc.add_options()("name", po::value<std::string>()->required(), "key name")(
-        "in", po::value<std::string>(), "data to sign (default: stdin)")(
-        "out", po::value<std::string>(), "signature file (default: stdout)")(
+        "in", po::value<std::string>(), "data to sign (default: stdin)")("out", po::value<std::string>(),
+                                                                         "signature file (default: stdout)")(
         "json", "print {kid, version, mechanism, signature (base64)}");
     add_format_options(desc);
     po::positional_options_description pos;
@@ -61,10 +61,11 @@ int cmd_sign(Context& ctx, const Args& args) {
 }
 
 int cmd_verify(Context& ctx, const Args& args) {
-    po::options_description desc("hsm-keytool verify NAME --signature FILE [--in FILE] [--kid KID] [--base64] [--json]");
+    po::options_description desc(
+        "hsm-keytool verify NAME --signature FILE [--in FILE] [--kid KID] [--base64] [--json]");
     desc.add_options()("name", po::value<std::string>()->required(), "key name")(
-        "signature", po::value<std::string>()->required(), "signature file")(
-        "in", po::value<std::string>(), "signed data (default: stdin)")(
+        "signature", po::value<std::string>()->required(), "signature file")("in", po::value<std::string>(),
+                                                                             "signed data (default: stdin)")(
         "kid", po::value<std::string>(), "check only this version")("json", "print {valid, kid}");
     add_format_options(desc);
     po::positional_options_description pos;
@@ -81,7 +82,9 @@ int cmd_verify(Context& ctx, const Args& args) {
     auto result = ctx.keys().verify(vm["name"].as<std::string>(), data, sig, sign_options(vm),
                                     kid ? std::optional<std::string_view>(*kid) : std::nullopt);
     if (vm.count("json")) {
-        std::cout << nlohmann::json{{"valid", result.valid}, {"kid", result.valid ? nlohmann::json(result.kid) : nlohmann::json(nullptr)}}.dump(2)
+        std::cout << nlohmann::json{{"valid", result.valid},
+                                    {"kid", result.valid ? nlohmann::json(result.kid) : nlohmann::json(nullptr)}}
+                         .dump(2)
                   << "\n";
     } else if (result.valid) {
         std::cout << "signature valid (version " << result.kid << ")\n";

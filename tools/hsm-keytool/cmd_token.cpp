@@ -12,7 +12,9 @@
 namespace kw::keytool {
 namespace {
 
-core::Error usage(const std::string& what) { return core::Error(core::ErrorKind::invalid_argument, what); }
+core::Error usage(const std::string& what) {
+    return core::Error(core::ErrorKind::invalid_argument, what);
+}
 
 int token_issue(Context& ctx, const Args& args) {
     po::options_description desc("hsm-keytool token issue --name N [options]");
@@ -39,7 +41,7 @@ int token_issue(Context& ctx, const Args& args) {
     if (vm.count("refill")) {
         const auto text = vm["refill"].as<std::string>();
         // "monthly" is 30 days: credits refill on a fixed cadence from issue.
-        r.refill = text == "daily" ? std::optional<std::int64_t>(86400)
+        r.refill = text == "daily"     ? std::optional<std::int64_t>(86400)
                    : text == "monthly" ? std::optional<std::int64_t>(30 * 86400)
                                        : core::parse_duration(text);
         if (!r.refill || *r.refill == 0) throw usage("--refill wants daily, monthly or a duration like 12h");
@@ -93,7 +95,8 @@ int token_verify(Context& ctx, const Args& args) {
             j["scopes"] = v.scopes;
             j["expires_at"] = v.expires_at ? nlohmann::json(core::format_time(*v.expires_at)) : nlohmann::json(nullptr);
             j["remaining_uses"] = v.remaining_uses ? nlohmann::json(*v.remaining_uses) : nlohmann::json(nullptr);
-            j["next_refill"] = v.next_refill ? nlohmann::json(core::format_time(*v.next_refill)) : nlohmann::json(nullptr);
+            j["next_refill"] =
+                v.next_refill ? nlohmann::json(core::format_time(*v.next_refill)) : nlohmann::json(nullptr);
         }
         std::cout << j.dump(2) << "\n";
     } else {
@@ -127,7 +130,8 @@ int token_list(Context& ctx, const Args& args) {
                                 {"display", t.display},
                                 {"uses", t.uses},
                                 {"max_uses", t.max_uses ? nlohmann::json(*t.max_uses) : nlohmann::json(nullptr)},
-                                {"last_used_at", t.last_used_at ? nlohmann::json(core::format_time(*t.last_used_at)) : nlohmann::json(nullptr)},
+                                {"last_used_at", t.last_used_at ? nlohmann::json(core::format_time(*t.last_used_at))
+                                                                : nlohmann::json(nullptr)},
                                 {"pepper_version", t.pepper_version}});
             }
             j["tokens"] = toks;
@@ -136,8 +140,9 @@ int token_list(Context& ctx, const Args& args) {
         std::cout << arr.dump(2) << "\n";
         return kOk;
     }
-    std::cout << std::left << std::setw(24) << "NAME" << std::setw(14) << "TYPE" << std::setw(22) << "TOKEN" << std::setw(12)
-              << "STATUS" << std::setw(10) << "USES" << "EXPIRES\n";
+    std::cout << std::left << std::setw(24) << "NAME" << std::setw(14) << "TYPE" << std::setw(22) << "TOKEN"
+              << std::setw(12) << "STATUS" << std::setw(10) << "USES"
+              << "EXPIRES\n";
     for (const auto& l : listed) {
         for (const auto& t : l.tokens) {
             std::string uses = std::to_string(t.uses) + (t.max_uses ? "/" + std::to_string(*t.max_uses) : "");

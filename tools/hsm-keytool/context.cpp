@@ -2,14 +2,14 @@
 
 #include <fcntl.h>
 #include <pwd.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
-#include "core/error.hpp"
 #include "core/audit/sqlite_sink.hpp"
+#include "core/error.hpp"
 #include "token/error.hpp"
 #include "token/pin.hpp"
 
@@ -79,8 +79,7 @@ std::string Context::login_failure_file() const {
 void Context::note_login_failure(const std::string& rv) {
     int fd = ::open(login_failure_file().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) return;  // best effort: the login already failed loudly
-    const std::string line =
-        nlohmann::json{{"time", clock_.now()}, {"actor", actor()}, {"rv", rv}}.dump() + "\n";
+    const std::string line = nlohmann::json{{"time", clock_.now()}, {"actor", actor()}, {"rv", rv}}.dump() + "\n";
     (void)!::write(fd, line.data(), line.size());
     ::close(fd);
 }

@@ -12,11 +12,11 @@
 #include "core/clock.hpp"
 #include "core/config.hpp"
 #include "core/key_service.hpp"
+#include "core/root_keys.hpp"
 #include "core/rotation/engine.hpp"
 #include "core/rotation/policy.hpp"
-#include "core/tokens/token_service.hpp"
-#include "core/root_keys.hpp"
 #include "core/store/store.hpp"
+#include "core/tokens/token_service.hpp"
 #include "token/token.hpp"
 
 namespace kw::keytool {

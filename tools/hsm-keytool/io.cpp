@@ -45,7 +45,8 @@ void write_output(const std::optional<std::string>& path, const std::vector<std:
         return;
     }
     int fd = ::open(path->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) throw core::Error(core::ErrorKind::invalid_argument, "cannot write " + *path + ": " + std::strerror(errno));
+    if (fd < 0)
+        throw core::Error(core::ErrorKind::invalid_argument, "cannot write " + *path + ": " + std::strerror(errno));
     std::size_t done = 0;
     while (done < data.size()) {
         ssize_t n = ::write(fd, data.data() + done, data.size() - done);
@@ -56,16 +57,19 @@ void write_output(const std::optional<std::string>& path, const std::vector<std:
         }
         done += static_cast<std::size_t>(n);
     }
-    if (::close(fd) != 0) throw core::Error(core::ErrorKind::invalid_argument, "cannot write " + *path + ": " + std::strerror(errno));
+    if (::close(fd) != 0)
+        throw core::Error(core::ErrorKind::invalid_argument, "cannot write " + *path + ": " + std::strerror(errno));
 }
 
 std::string algorithm_text(const core::ManagedKey& key) {
     switch (key.type) {
         case core::KeyType::hmac: return "HMAC-SHA256";
         case core::KeyType::rsa: return "RSA-" + std::to_string(key.rsa_bits);
-        case core::KeyType::ecdsa: return "ECDSA " + std::string(core::to_string(key.curve.value_or(core::Curve::p256)));
+        case core::KeyType::ecdsa:
+            return "ECDSA " + std::string(core::to_string(key.curve.value_or(core::Curve::p256)));
         case core::KeyType::ed25519: return "Ed25519";
-        case core::KeyType::jwt: return "JWT " + std::string(core::to_string(key.jwt_alg.value_or(core::JwtAlg::ES256)));
+        case core::KeyType::jwt:
+            return "JWT " + std::string(core::to_string(key.jwt_alg.value_or(core::JwtAlg::ES256)));
         default: return std::string(core::to_string(key.type));
     }
 }

@@ -1,11 +1,10 @@
 #pragma once
 // Input and output for keytool commands: whole files or stdin/stdout, binary-safe.
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/key.hpp"
 

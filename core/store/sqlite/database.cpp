@@ -69,7 +69,9 @@ Statement::Statement(const Database& db, const char* sql) : db_(db.get()) {
     if (rc != SQLITE_OK) throw_sqlite(db_, rc, "prepare");
 }
 
-Statement::~Statement() { sqlite3_finalize(stmt_); }
+Statement::~Statement() {
+    sqlite3_finalize(stmt_);
+}
 
 Statement& Statement::bind(int index, std::string_view text) {
     int rc = sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
@@ -84,8 +86,9 @@ Statement& Statement::bind(int index, std::int64_t value) {
 }
 
 Statement& Statement::bind(int index, std::span<const std::uint8_t> blob) {
-    int rc = blob.empty() ? sqlite3_bind_null(stmt_, index)
-                          : sqlite3_bind_blob(stmt_, index, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+    int rc = blob.empty()
+                 ? sqlite3_bind_null(stmt_, index)
+                 : sqlite3_bind_blob(stmt_, index, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
     if (rc != SQLITE_OK) throw_sqlite(db_, rc, "bind");
     return *this;
 }
@@ -111,11 +114,14 @@ void Statement::reset() {
 
 std::string Statement::text(int col) const {
     const auto* p = sqlite3_column_text(stmt_, col);
-    return p != nullptr ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
+    return p != nullptr ? std::string(reinterpret_cast<const char*>(p),
+                                      static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
                         : std::string();
 }
 
-std::int64_t Statement::integer(int col) const { return sqlite3_column_int64(stmt_, col); }
+std::int64_t Statement::integer(int col) const {
+    return sqlite3_column_int64(stmt_, col);
+}
 
 std::optional<std::int64_t> Statement::maybe_integer(int col) const {
     if (is_null(col)) return std::nullopt;
@@ -128,9 +134,13 @@ std::vector<std::uint8_t> Statement::blob(int col) const {
     return p != nullptr ? std::vector<std::uint8_t>(p, p + n) : std::vector<std::uint8_t>();
 }
 
-bool Statement::is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+bool Statement::is_null(int col) const {
+    return sqlite3_column_type(stmt_, col) == SQLITE_NULL;
+}
 
-Transaction::Transaction(Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+Transaction::Transaction(Database& db) : db_(db) {
+    db_.exec("BEGIN IMMEDIATE");
+}
 
 Transaction::~Transaction() {
     if (!done_) {

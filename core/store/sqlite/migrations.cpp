@@ -156,7 +156,9 @@ int current_version(Database& db) {
 
 }  // namespace
 
-int latest_schema_version() { return kMigrations.back().version; }
+int latest_schema_version() {
+    return kMigrations.back().version;
+}
 
 int migrate(Database& db) {
     db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");

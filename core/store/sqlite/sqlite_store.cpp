@@ -12,8 +12,12 @@ constexpr const char* kKeyColumns =
     "SELECT id, name, type, rsa_bits, curve, jwt_alg, scopes, owner, labels, policy, created_at, expires_at, "
     "revoked_at, rollout_kid, rollout_share FROM keys";
 
-std::string scopes_json(const std::vector<std::string>& scopes) { return nlohmann::json(scopes).dump(); }
-std::string labels_json(const std::map<std::string, std::string>& labels) { return nlohmann::json(labels).dump(); }
+std::string scopes_json(const std::vector<std::string>& scopes) {
+    return nlohmann::json(scopes).dump();
+}
+std::string labels_json(const std::map<std::string, std::string>& labels) {
+    return nlohmann::json(labels).dump();
+}
 
 }  // namespace
 
@@ -143,7 +147,8 @@ std::optional<Store::TokenMatch> SqliteStore::find_token(std::span<const std::ui
     s.bind(1, digest);
     if (!s.step()) return std::nullopt;
     TokenRecord t = read_token(s);
-    Statement k(db_, (std::string(kKeyColumns) + " WHERE id = (SELECT key_id FROM key_versions WHERE kid = ?1)").c_str());
+    Statement k(db_,
+                (std::string(kKeyColumns) + " WHERE id = (SELECT key_id FROM key_versions WHERE kid = ?1)").c_str());
     k.bind(1, t.kid);
     if (!k.step()) return std::nullopt;
     ManagedKey key = read_key(k);
@@ -165,7 +170,8 @@ bool SqliteStore::consume_token_use(std::string_view kid, UnixTime at) {
     // refill period has passed, the allowance restarts at this use.
     Statement s(db_,
                 "UPDATE api_tokens SET "
-                "  uses = CASE WHEN refill_seconds IS NOT NULL AND ?2 >= period_start + refill_seconds THEN 1 ELSE uses + 1 END, "
+                "  uses = CASE WHEN refill_seconds IS NOT NULL AND ?2 >= period_start + refill_seconds THEN 1 ELSE "
+                "uses + 1 END, "
                 "  period_start = CASE WHEN refill_seconds IS NOT NULL AND ?2 >= period_start + refill_seconds "
                 "                 THEN ?2 - ((?2 - period_start) % refill_seconds) ELSE period_start END, "
                 "  last_used_at = ?2 "
@@ -190,8 +196,15 @@ void SqliteStore::transition(const StateChange& c) {
         throw Error(ErrorKind::not_permitted,
                     "version " + c.kid + " is no longer " + std::string(to_string(c.from)) + " (changed concurrently)");
     }
-    Statement h(db_, "INSERT INTO state_changes(kid, from_state, to_state, at, actor, reason) VALUES (?1,?2,?3,?4,?5,?6)");
-    h.bind(1, c.kid).bind(2, to_string(c.from)).bind(3, to_string(c.to)).bind(4, c.at).bind(5, c.actor).bind(6, c.reason).run();
+    Statement h(db_,
+                "INSERT INTO state_changes(kid, from_state, to_state, at, actor, reason) VALUES (?1,?2,?3,?4,?5,?6)");
+    h.bind(1, c.kid)
+        .bind(2, to_string(c.from))
+        .bind(3, to_string(c.to))
+        .bind(4, c.at)
+        .bind(5, c.actor)
+        .bind(6, c.reason)
+        .run();
     tx.commit();
 }
 
@@ -204,7 +217,8 @@ std::vector<StateChange> SqliteStore::state_history(std::string_view key_id) {
     std::vector<StateChange> out;
     while (s.step()) {
         out.push_back({s.text(0), parse_version_state(s.text(1)).value_or(VersionState::active),
-                       parse_version_state(s.text(2)).value_or(VersionState::active), s.integer(3), s.text(4), s.text(5)});
+                       parse_version_state(s.text(2)).value_or(VersionState::active), s.integer(3), s.text(4),
+                       s.text(5)});
     }
     return out;
 }
@@ -285,7 +299,8 @@ void SqliteStore::set_version_state(std::string_view kid, VersionState state, Un
     std::lock_guard lock(mutex_);
     Statement s(db_, "UPDATE key_versions SET state = ?1, state_changed_at = ?2 WHERE kid = ?3");
     s.bind(1, to_string(state)).bind(2, at).bind(3, kid).run();
-    if (sqlite3_changes(db_.get()) == 0) throw Error(ErrorKind::not_found, "no key version with kid " + std::string(kid));
+    if (sqlite3_changes(db_.get()) == 0)
+        throw Error(ErrorKind::not_found, "no key version with kid " + std::string(kid));
 }
 
 void SqliteStore::set_primary(std::string_view key_id, std::string_view kid) {
@@ -295,7 +310,8 @@ void SqliteStore::set_primary(std::string_view key_id, std::string_view kid) {
     clear.bind(1, key_id).run();
     Statement set(db_, "UPDATE key_versions SET is_primary = 1 WHERE key_id = ?1 AND kid = ?2");
     set.bind(1, key_id).bind(2, kid).run();
-    if (sqlite3_changes(db_.get()) == 0) throw Error(ErrorKind::not_found, "no key version with kid " + std::string(kid));
+    if (sqlite3_changes(db_.get()) == 0)
+        throw Error(ErrorKind::not_found, "no key version with kid " + std::string(kid));
     tx.commit();
 }
 
@@ -360,8 +376,8 @@ std::int64_t SqliteStore::create_rotation(const RotationRecord& r) {
         Statement open(db_, "SELECT id FROM rotations WHERE key_id = ?1 AND finished_at IS NULL");
         open.bind(1, r.key_id);
         if (open.step()) {
-            throw Error(ErrorKind::already_exists,
-                        "a rotation of '" + r.key_name + "' is already in progress (id " + std::to_string(open.integer(0)) + ")");
+            throw Error(ErrorKind::already_exists, "a rotation of '" + r.key_name + "' is already in progress (id " +
+                                                       std::to_string(open.integer(0)) + ")");
         }
     }
     Statement s(db_,
@@ -377,10 +393,11 @@ std::int64_t SqliteStore::create_rotation(const RotationRecord& r) {
 
 void SqliteStore::update_rotation(const RotationRecord& r) {
     std::lock_guard lock(mutex_);
-    Statement s(db_,
-                "UPDATE rotations SET key_id=?1, key_name=?2, strategy=?3, policy=?4, from_kid=?5, to_kid=?6, state=?7, "
-                "phase=?8, phase_started_at=?9, started_at=?10, published_at=?11, promoted_at=?12, finished_at=?13, "
-                "outcome=?14, error=?15, params=?16 WHERE id=?17");
+    Statement s(
+        db_,
+        "UPDATE rotations SET key_id=?1, key_name=?2, strategy=?3, policy=?4, from_kid=?5, to_kid=?6, state=?7, "
+        "phase=?8, phase_started_at=?9, started_at=?10, published_at=?11, promoted_at=?12, finished_at=?13, "
+        "outcome=?14, error=?15, params=?16 WHERE id=?17");
     bind_rotation(s, r);
     s.bind(17, r.id).run();
 }
@@ -403,7 +420,8 @@ std::vector<RotationRecord> SqliteStore::open_rotations() {
 
 std::vector<RotationRecord> SqliteStore::rotation_history(std::string_view key_name, std::size_t limit) {
     std::lock_guard lock(mutex_);
-    std::string sql = std::string(kRotationColumns) + (key_name.empty() ? "" : " WHERE key_name = ?1") + " ORDER BY id DESC LIMIT ?2";
+    std::string sql =
+        std::string(kRotationColumns) + (key_name.empty() ? "" : " WHERE key_name = ?1") + " ORDER BY id DESC LIMIT ?2";
     Statement s(db_, sql.c_str());
     if (!key_name.empty()) s.bind(1, key_name);
     s.bind(2, static_cast<std::int64_t>(limit));
@@ -459,7 +477,8 @@ std::optional<UnixTime> SqliteStore::last_used(std::string_view kid) {
     return s.integer(0);
 }
 
-void SqliteStore::save_policy_document(std::string_view source, std::string_view text, UnixTime at, std::string_view actor) {
+void SqliteStore::save_policy_document(std::string_view source, std::string_view text, UnixTime at,
+                                       std::string_view actor) {
     std::lock_guard lock(mutex_);
     Statement s(db_, "INSERT INTO policy_documents(source, text, applied_at, actor) VALUES (?1, ?2, ?3, ?4)");
     s.bind(1, source).bind(2, text).bind(3, at).bind(4, actor).run();
@@ -482,7 +501,8 @@ std::optional<std::string> SqliteStore::get_meta(std::string_view name) {
 
 void SqliteStore::set_meta(std::string_view name, std::string_view value) {
     std::lock_guard lock(mutex_);
-    Statement s(db_, "INSERT INTO meta(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value");
+    Statement s(db_,
+                "INSERT INTO meta(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value");
     s.bind(1, name).bind(2, value).run();
 }
 

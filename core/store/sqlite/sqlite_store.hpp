@@ -34,11 +34,13 @@ public:
     [[nodiscard]] std::vector<RotationRecord> open_rotations() override;
     [[nodiscard]] std::vector<RotationRecord> rotation_history(std::string_view key_name, std::size_t limit) override;
     void set_rollout(std::string_view key_id, const std::optional<std::string>& kid, int share) override;
-    [[nodiscard]] bool try_lease(std::string_view name, std::string_view owner, UnixTime now, std::int64_t ttl) override;
+    [[nodiscard]] bool try_lease(std::string_view name, std::string_view owner, UnixTime now,
+                                 std::int64_t ttl) override;
     void release_lease(std::string_view name, std::string_view owner) override;
     [[nodiscard]] std::optional<UnixTime> last_used(std::string_view kid) override;
     [[nodiscard]] std::map<std::string, std::int64_t> usage_by_outcome(std::string_view key_name) override;
-    void save_policy_document(std::string_view source, std::string_view text, UnixTime at, std::string_view actor) override;
+    void save_policy_document(std::string_view source, std::string_view text, UnixTime at,
+                              std::string_view actor) override;
     [[nodiscard]] std::optional<std::pair<std::string, std::string>> policy_document() override;
     [[nodiscard]] std::optional<std::string> get_meta(std::string_view name) override;
     void set_meta(std::string_view name, std::string_view value) override;
