@@ -3,6 +3,7 @@
 #include <charconv>
 #include <chrono>
 #include <ctime>
+#include <limits>
 
 namespace kw::core {
 
@@ -49,7 +50,15 @@ std::optional<std::int64_t> parse_duration(std::string_view text) {
     std::int64_t value = 0;
     auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (ec != std::errc{} || ptr != text.data() + text.size() || value < 0) return std::nullopt;
+    if (value > std::numeric_limits<std::int64_t>::max() / unit) return std::nullopt;
     return value * unit;
+}
+
+std::string format_duration(std::int64_t s) {
+    if (s != 0 && s % 86400 == 0) return std::to_string(s / 86400) + "d";
+    if (s != 0 && s % 3600 == 0) return std::to_string(s / 3600) + "h";
+    if (s != 0 && s % 60 == 0) return std::to_string(s / 60) + "m";
+    return std::to_string(s) + "s";
 }
 
 }  // namespace kw::core

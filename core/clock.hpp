@@ -34,7 +34,10 @@ private:
 
 /// "2026-11-25T13:37:00Z".
 [[nodiscard]] std::string format_time(UnixTime t);
-/// Parses "30d", "12h", "15m", "90s" or a bare number of seconds; nullopt otherwise.
+/// Parses "30d", "12h", "15m", "90s", "2w" or a bare number of seconds;
+/// nullopt otherwise, including values that would overflow 64-bit seconds.
 [[nodiscard]] std::optional<std::int64_t> parse_duration(std::string_view text);
+/// "10d", "12h", "15m", "90s": the largest unit that divides evenly.
+[[nodiscard]] std::string format_duration(std::int64_t seconds);
 
 }  // namespace kw::core

@@ -18,6 +18,12 @@ TEST_CASE("durations parse with units and reject garbage") {
     CHECK_FALSE(parse_duration("-5s"));
     CHECK_FALSE(parse_duration("5x"));
     CHECK_FALSE(parse_duration("1.5h"));
+    CHECK_FALSE(parse_duration("9223372036854775807d"));  // would overflow int64 seconds
+    CHECK(parse_duration("2w") == 14 * 86400);
+    CHECK(format_duration(90 * 86400) == "90d");
+    CHECK(format_duration(7200) == "2h");
+    CHECK(format_duration(90) == "90s");
+    CHECK(format_duration(0) == "0s");
 }
 
 TEST_CASE("enum names round-trip") {

@@ -135,49 +135,6 @@ namespace {
 
 constexpr std::int64_t kDay = 86400;
 
-/// "10d", "12h", "15m", "90s": the largest unit that divides evenly.
-std::string format_duration(std::int64_t s) {
-    if (s != 0 && s % kDay == 0) return std::to_string(s / kDay) + "d";
-    if (s != 0 && s % 3600 == 0) return std::to_string(s / 3600) + "h";
-    if (s != 0 && s % 60 == 0) return std::to_string(s / 60) + "m";
-    return std::to_string(s) + "s";
-}
-
-/// parse_duration, but refusing values that would overflow int64 seconds.
-std::optional<std::int64_t> checked_duration(std::string_view text) {
-    if (text.empty()) return std::nullopt;
-    std::string_view digits = text;
-    std::int64_t unit = 1;
-    switch (digits.back()) {
-        case 's':
-            unit = 1;
-            digits.remove_suffix(1);
-            break;
-        case 'm':
-            unit = 60;
-            digits.remove_suffix(1);
-            break;
-        case 'h':
-            unit = 3600;
-            digits.remove_suffix(1);
-            break;
-        case 'd':
-            unit = kDay;
-            digits.remove_suffix(1);
-            break;
-        case 'w':
-            unit = 7 * kDay;
-            digits.remove_suffix(1);
-            break;
-        default: break;
-    }
-    std::int64_t value = 0;
-    auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-    if (ec != std::errc{} || ptr != digits.data() + digits.size() || value < 0) return std::nullopt;
-    if (value > std::numeric_limits<std::int64_t>::max() / unit) return std::nullopt;
-    return parse_duration(text);
-}
-
 std::string quoted(std::string_view s) {
     return "\"" + std::string(s) + "\"";
 }
@@ -256,7 +213,7 @@ public:
         }
         if (n->is_string()) {
             const std::string& text = n->as_string()->get();
-            auto v = checked_duration(text);
+            auto v = parse_duration(text);
             if (!v) {
                 fail(*n, path + " " + quoted(text) +
                              " is not a duration: use a whole number with an optional unit s, m, h, d or w "

@@ -26,34 +26,28 @@ std::string read_text(const std::string& path) {
     return ss.str();
 }
 
-std::string duration_text(std::int64_t s) {
-    if (s != 0 && s % 86400 == 0) return std::to_string(s / 86400) + "d";
-    if (s != 0 && s % 3600 == 0) return std::to_string(s / 3600) + "h";
-    if (s != 0 && s % 60 == 0) return std::to_string(s / 60) + "m";
-    return std::to_string(s) + "s";
-}
-
 nlohmann::json policy_json(const rot::Policy& p) {
     nlohmann::json match = nlohmann::json::object();
     if (p.match.name_glob) match["name"] = *p.match.name_glob;
     if (p.match.type) match["type"] = core::to_string(*p.match.type);
     if (!p.match.labels.empty()) match["labels"] = p.match.labels;
     nlohmann::json phases = nlohmann::json::array();
-    for (const auto& ph : p.phases) phases.push_back({{"share", ph.share}, {"duration", duration_text(ph.duration)}});
+    for (const auto& ph : p.phases)
+        phases.push_back({{"share", ph.share}, {"duration", core::format_duration(ph.duration)}});
     return {{"name", p.name},
             {"source", p.source + ":" + std::to_string(p.line)},
             {"match", match},
             {"priority", p.priority},
-            {"cryptoperiod", duration_text(p.cryptoperiod)},
+            {"cryptoperiod", core::format_duration(p.cryptoperiod)},
             {"strategy", rot::to_string(p.strategy)},
-            {"overlap", duration_text(p.overlap)},
+            {"overlap", core::format_duration(p.overlap)},
             {"phases", phases},
-            {"rollback_window", duration_text(p.rollback_window)},
-            {"jwks_lead", duration_text(p.jwks_lead)},
+            {"rollback_window", core::format_duration(p.rollback_window)},
+            {"jwks_lead", core::format_duration(p.jwks_lead)},
             {"keep_versions", p.keep_versions},
             {"max_uses", p.max_uses ? nlohmann::json(*p.max_uses) : nlohmann::json(nullptr)},
-            {"expiry_warning", duration_text(p.expiry_warning)},
-            {"quiet_time", duration_text(p.quiet_time)},
+            {"expiry_warning", core::format_duration(p.expiry_warning)},
+            {"quiet_time", core::format_duration(p.quiet_time)},
             {"alert_hooks", p.alert_hooks}};
 }
 
@@ -105,8 +99,9 @@ int policy_list(Context& ctx, const Args& args, bool show) {
         return kOk;
     }
     for (const auto* p : chosen) {
-        std::cout << p->name << "  " << rot::to_string(p->strategy) << " every " << duration_text(p->cryptoperiod)
-                  << "  priority " << p->priority << "  (" << p->source << ":" << p->line << ")\n";
+        std::cout << p->name << "  " << rot::to_string(p->strategy) << " every "
+                  << core::format_duration(p->cryptoperiod) << "  priority " << p->priority << "  (" << p->source << ":"
+                  << p->line << ")\n";
     }
     if (chosen.empty()) std::cout << "no policies applied (hsm-keytool policy apply FILE)\n";
     return kOk;
@@ -135,8 +130,8 @@ int policy_explain(Context& ctx, const Args& args) {
         return kOk;
     }
     std::cout << key.name << ": policy " << policy->name << " (" << policy->source << ":" << policy->line << ")\n"
-              << "  strategy " << rot::to_string(policy->strategy) << ", every " << duration_text(policy->cryptoperiod)
-              << "\n"
+              << "  strategy " << rot::to_string(policy->strategy) << ", every "
+              << core::format_duration(policy->cryptoperiod) << "\n"
               << "  next rotation: " << (due ? core::format_time(*due) : "not rotatable (revoked or no active primary)")
               << "\n";
     return kOk;
