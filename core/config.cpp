@@ -102,9 +102,11 @@ void apply_file(Config& c, const std::string& file) {
         }
     }
     if (const auto* t = section("server")) {
-        reject_unknown(file, *t, "server", {"listen", "unix_socket"});
+        reject_unknown(file, *t, "server", {"listen", "unix_socket", "local_socket", "local_max_connections"});
         read(file, *t, "listen", c.listen);
         read(file, *t, "unix_socket", c.unix_socket);
+        read(file, *t, "local_socket", c.local_socket);
+        read(file, *t, "local_max_connections", c.local_max_connections);
     }
     if (const auto* t = section("alerts")) {
         reject_unknown(file, *t, "alerts", {"webhooks", "kinds", "verify_failed_per_minute"});

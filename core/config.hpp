@@ -42,6 +42,10 @@ struct Config {
     // [server]
     std::string listen = "127.0.0.1:8443";
     std::string unix_socket;
+    // The local binary protocol (docs/local-protocol.md) for the PKCS#11
+    // module and the OpenSSL provider: a unix socket, "" disables it.
+    std::string local_socket;
+    std::int64_t local_max_connections = 256;
 
     // [alerts]
     std::vector<std::string> alert_webhooks;      // http(s) URLs that receive every alert kind

@@ -262,8 +262,44 @@ std::string KeyService::public_key_pem(std::string_view name, std::optional<std:
     return spki_to_pem(v->public_key);
 }
 
+namespace {
+
+bool suits(Family f, token::SignMechanism m) {
+    using M = token::SignMechanism;
+    switch (m) {
+        case M::hmac_sha256:
+        case M::hmac_sha384:
+        case M::hmac_sha512: return f == Family::hmac;
+        case M::rsa_pkcs1_sha256:
+        case M::rsa_pkcs1_sha384:
+        case M::rsa_pkcs1_sha512:
+        case M::rsa_pss_sha256:
+        case M::rsa_pss_sha384:
+        case M::rsa_pss_sha512:
+        case M::rsa_pkcs1_raw:
+        case M::rsa_pss_prehashed_sha256:
+        case M::rsa_pss_prehashed_sha384:
+        case M::rsa_pss_prehashed_sha512: return f == Family::rsa;
+        case M::ecdsa_sha256:
+        case M::ecdsa_sha384:
+        case M::ecdsa_prehashed: return f == Family::ecdsa;
+        case M::eddsa: return f == Family::ed25519;
+    }
+    return false;
+}
+
+}  // namespace
+
 token::SignMechanism KeyService::mechanism_for(const ManagedKey& key, const SignOptions& options) {
     using M = token::SignMechanism;
+    if (options.mechanism) {
+        if (!suits(family_of(key), *options.mechanism)) {
+            throw Error(ErrorKind::invalid_argument, std::string(token::to_string(*options.mechanism)) +
+                                                         " does not suit " + std::string(to_string(key.type)) +
+                                                         " key '" + key.name + "'");
+        }
+        return *options.mechanism;
+    }
     switch (family_of(key)) {
         case Family::hmac: return M::hmac_sha256;
         case Family::rsa:
@@ -306,36 +342,46 @@ CK_OBJECT_HANDLE KeyService::working_handle(const token::Session& s, const Manag
     return handle;
 }
 
-SignResult KeyService::sign(std::string_view name, std::span<const std::uint8_t> data, const SignOptions& options) {
-    ManagedKey key = get(name);
+KeyVersion KeyService::signing_version(const ManagedKey& key, const SignOptions& options) const {
     const UnixTime now = clock_.now();
     const KeyVersion* v = key.primary();
     if (key.rollout_kid && options.caller && rollout_bucket(key.id, *options.caller) < key.rollout_share) {
         if (const KeyVersion* next = key.version_by_kid(*key.rollout_kid); next != nullptr && can_sign(next->state))
             v = next;
     }
-    std::string refusal;
-    if (key.revoked_at) {
-        refusal = "key '" + key.name + "' is revoked";
-    } else if (key.expired(now)) {
-        refusal = "key '" + key.name + "' expired at " + format_time(*key.expires_at);
-    } else if (v == nullptr) {
-        refusal = "key '" + key.name + "' has no primary version";
-    } else if (!can_sign(v->state)) {
-        refusal =
-            "key '" + key.name + "' version " + v->kid + " is " + std::string(to_string(v->state)) + ": it cannot sign";
+    if (key.revoked_at) throw Error(ErrorKind::not_permitted, "key '" + key.name + "' is revoked");
+    if (key.expired(now)) {
+        throw Error(ErrorKind::not_permitted, "key '" + key.name + "' expired at " + format_time(*key.expires_at));
     }
-    if (!refusal.empty()) {
-        audit(audit::EventType::key_used, key.name, v ? v->kid : "", "sign", "denied", {{"reason", refusal}});
-        throw Error(ErrorKind::not_permitted, refusal);
+    if (v == nullptr) throw Error(ErrorKind::not_permitted, "key '" + key.name + "' has no primary version");
+    if (!can_sign(v->state)) {
+        throw Error(ErrorKind::not_permitted, "key '" + key.name + "' version " + v->kid + " is " +
+                                                  std::string(to_string(v->state)) + ": it cannot sign");
     }
+    return *v;
+}
+
+SignResult KeyService::sign(std::string_view name, std::span<const std::uint8_t> data, const SignOptions& options) {
+    ManagedKey key = get(name);
+    KeyVersion chosen;
+    try {
+        chosen = signing_version(key, options);
+    } catch (const Error& e) {
+        const KeyVersion* p = key.primary();
+        nlohmann::json details{{"reason", e.what()}};
+        if (options.credential) details["credential"] = *options.credential;
+        audit(audit::EventType::key_used, key.name, p ? p->kid : "", "sign", "denied", std::move(details));
+        throw;
+    }
+    const KeyVersion* v = &chosen;
     SignResult result;
     result.mechanism = mechanism_for(key, options);
     result.kid = v->kid;
     result.version = v->version;
     // Fail closed: the event is durable before the token signs anything.
-    audit(audit::EventType::key_used, key.name, v->kid, "sign", "ok",
-          {{"mechanism", token::to_string(result.mechanism)}, {"bytes", data.size()}});
+    nlohmann::json details{{"mechanism", token::to_string(result.mechanism)}, {"bytes", data.size()}};
+    if (options.credential) details["credential"] = *options.credential;
+    audit(audit::EventType::key_used, key.name, v->kid, "sign", "ok", std::move(details));
     std::exception_ptr failure;
     std::string why;
     {

@@ -48,6 +48,11 @@ struct SignOptions {
     // it picks the signing version by a stable hash, so a caller never flips
     // between versions. Without it the primary signs.
     std::optional<std::string> caller;
+    // A specific mechanism instead of the key's default (the PKCS#11 face
+    // chooses per call). Must suit the key's family, else invalid_argument.
+    std::optional<token::SignMechanism> mechanism;
+    // The credential (API token kid) acting, recorded in the key_used event.
+    std::optional<std::string> credential;
 };
 
 /// 0..99: the caller's stable rollout bucket for a key.
@@ -94,6 +99,12 @@ public:
 
     /// PEM SubjectPublicKeyInfo of the primary (or the given) version.
     [[nodiscard]] std::string public_key_pem(std::string_view name, std::optional<std::string_view> kid = {});
+
+    /// The version sign() would use now for `options.caller`. Throws
+    /// Error(not_found) or Error(not_permitted) (revoked, expired, no usable
+    /// primary) without signing or auditing: a cheap pre-check for callers
+    /// that must refuse early (PKCS#11 C_SignInit).
+    [[nodiscard]] KeyVersion signing_version(const ManagedKey& key, const SignOptions& options = {}) const;
 
     /// Signs with the primary version. Throws Error(not_permitted) if the key
     /// is revoked, expired or its primary version cannot sign.

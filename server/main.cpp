@@ -23,6 +23,7 @@
 #include "core/error.hpp"
 #include "core/root_keys.hpp"
 #include "server/http_server.hpp"
+#include "server/local/local_server.hpp"
 #include "token/error.hpp"
 #include "token/pin.hpp"
 
@@ -40,7 +41,9 @@ int run(int argc, char** argv) {
     desc.add_options()("help,h", "this help")("config", po::value<std::string>(), "keywarden.toml")(
         "listen", po::value<std::string>(), "TCP HOST:PORT (overrides [server] listen; '' disables)")(
         "unix-socket", po::value<std::string>(), "unix socket path (overrides [server] unix_socket)")(
-        "threads", po::value<std::size_t>()->default_value(4), "HTTP worker threads");
+        "threads", po::value<std::size_t>()->default_value(4), "HTTP worker threads")(
+        "local-socket", po::value<std::string>(),
+        "unix socket of the local binary protocol (overrides [server] local_socket)");
     po::variables_map vm;
     po::store(po::parse_command_line(argc, argv, desc), vm);
     po::notify(vm);
@@ -53,6 +56,7 @@ int run(int argc, char** argv) {
     core::Config config = core::load_config(config_path);
     if (vm.count("listen")) config.listen = vm["listen"].as<std::string>();
     if (vm.count("unix-socket")) config.unix_socket = vm["unix-socket"].as<std::string>();
+    if (vm.count("local-socket")) config.local_socket = vm["local-socket"].as<std::string>();
 
     // Signals are handled by one thread with sigwait; block them everywhere first.
     sigset_t signals;
@@ -144,6 +148,13 @@ int run(int argc, char** argv) {
     ho.threads = vm["threads"].as<std::size_t>();
     server::HttpServer http(app, ho);
     http.start();
+    std::optional<server::local::LocalServer> local;
+    if (!config.local_socket.empty()) {
+        local.emplace(app, server::local::LocalOptions{config.local_socket,
+                                                       static_cast<std::size_t>(config.local_max_connections)});
+        local->start();
+        log_line("local protocol on unix " + config.local_socket);
+    }
     log_line("serving on " +
              (ho.listen.empty()
                   ? std::string("-")
@@ -211,6 +222,7 @@ int run(int argc, char** argv) {
         log_line("shutting down: finishing in-flight requests");
         draining = true;
         http.stop(10);
+        if (local) local->stop();
         {
             std::lock_guard lock(stop_mutex);
             stopping = true;

@@ -22,8 +22,22 @@ std::string_view to_string(SignMechanism m) {
         case SignMechanism::ecdsa_sha256: return "ECDSA-SHA256";
         case SignMechanism::ecdsa_sha384: return "ECDSA-SHA384";
         case SignMechanism::eddsa: return "EdDSA";
+        case SignMechanism::ecdsa_prehashed: return "ECDSA";
+        case SignMechanism::rsa_pkcs1_raw: return "RSA-PKCS1";
+        case SignMechanism::rsa_pss_prehashed_sha256: return "RSA-PSS-SHA256-PREHASHED";
+        case SignMechanism::rsa_pss_prehashed_sha384: return "RSA-PSS-SHA384-PREHASHED";
+        case SignMechanism::rsa_pss_prehashed_sha512: return "RSA-PSS-SHA512-PREHASHED";
     }
     return "unknown";
+}
+
+std::size_t prehashed_length(SignMechanism m) {
+    switch (m) {
+        case SignMechanism::rsa_pss_prehashed_sha256: return 32;
+        case SignMechanism::rsa_pss_prehashed_sha384: return 48;
+        case SignMechanism::rsa_pss_prehashed_sha512: return 64;
+        default: return 0;
+    }
 }
 
 namespace {
@@ -73,6 +87,11 @@ void prepare(Prepared& p, SignMechanism m, std::span<const std::uint8_t> data) {
             p.input = hash_into(EVP_sha384(), data, p.digest);
             break;
         case SignMechanism::eddsa: p.mech.mechanism = CKM_EDDSA; break;
+        case SignMechanism::ecdsa_prehashed: p.mech.mechanism = CKM_ECDSA; break;
+        case SignMechanism::rsa_pkcs1_raw: p.mech.mechanism = CKM_RSA_PKCS; break;
+        case SignMechanism::rsa_pss_prehashed_sha256: pss(CKM_RSA_PKCS_PSS, CKM_SHA256, CKG_MGF1_SHA256, 32); break;
+        case SignMechanism::rsa_pss_prehashed_sha384: pss(CKM_RSA_PKCS_PSS, CKM_SHA384, CKG_MGF1_SHA384, 48); break;
+        case SignMechanism::rsa_pss_prehashed_sha512: pss(CKM_RSA_PKCS_PSS, CKM_SHA512, CKG_MGF1_SHA512, 64); break;
     }
 }
 

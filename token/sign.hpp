@@ -26,7 +26,19 @@ enum class SignMechanism {
     ecdsa_sha256,
     ecdsa_sha384,
     eddsa,
+    // Pre-hashed and raw forms, for callers that hash themselves (the
+    // PKCS#11 face: CKM_ECDSA, CKM_RSA_PKCS, CKM_RSA_PKCS_PSS). The data is
+    // the digest (ECDSA, PSS: salt length = digest length, MGF1 with the same
+    // hash) or the encoded DigestInfo (PKCS#1 v1.5, at most k-11 bytes).
+    ecdsa_prehashed,
+    rsa_pkcs1_raw,
+    rsa_pss_prehashed_sha256,
+    rsa_pss_prehashed_sha384,
+    rsa_pss_prehashed_sha512,
 };
+
+/// The digest length a pre-hashed mechanism expects (0: any length / not pre-hashed).
+[[nodiscard]] std::size_t prehashed_length(SignMechanism m);
 
 [[nodiscard]] std::string_view to_string(SignMechanism m);
 

@@ -158,6 +158,44 @@ std::vector<std::uint8_t> ecdsa_der_to_raw(std::span<const std::uint8_t> der, st
     return raw;
 }
 
+namespace {
+
+// The data is already a digest (or an encoded DigestInfo): EVP_PKEY_verify
+// without hashing again.
+bool verify_prehashed(const ossl::Pkey& key, token::SignMechanism mechanism, std::span<const std::uint8_t> data,
+                      std::span<const std::uint8_t> signature) {
+    using M = token::SignMechanism;
+    std::vector<std::uint8_t> der_sig;
+    if (mechanism == M::ecdsa_prehashed) {
+        const auto field = static_cast<std::size_t>((EVP_PKEY_get_bits(key.get()) + 7) / 8);
+        if (signature.size() != 2 * field) return false;
+        der_sig = ecdsa_raw_to_der(signature);
+        signature = der_sig;
+    }
+    ossl::PkeyCtx ctx(EVP_PKEY_CTX_new(key.get(), nullptr));
+    if (!ctx || EVP_PKEY_verify_init(ctx.get()) != 1) fail("verify init");
+    const EVP_MD* md = nullptr;
+    switch (mechanism) {
+        case M::rsa_pkcs1_raw: EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_PADDING); break;
+        case M::rsa_pss_prehashed_sha256: md = EVP_sha256(); break;
+        case M::rsa_pss_prehashed_sha384: md = EVP_sha384(); break;
+        case M::rsa_pss_prehashed_sha512: md = EVP_sha512(); break;
+        default: break;
+    }
+    if (md != nullptr) {
+        if (data.size() != static_cast<std::size_t>(EVP_MD_get_size(md))) return false;
+        EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_PSS_PADDING);
+        EVP_PKEY_CTX_set_signature_md(ctx.get(), md);
+        EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), md);
+        EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx.get(), RSA_PSS_SALTLEN_DIGEST);
+    }
+    const int rc = EVP_PKEY_verify(ctx.get(), signature.data(), signature.size(), data.data(), data.size());
+    ERR_clear_error();
+    return rc == 1;
+}
+
+}  // namespace
+
 bool verify_with_public_key(std::span<const std::uint8_t> spki, token::SignMechanism mechanism,
                             std::span<const std::uint8_t> data, std::span<const std::uint8_t> signature) {
     using M = token::SignMechanism;
@@ -183,6 +221,11 @@ bool verify_with_public_key(std::span<const std::uint8_t> spki, token::SignMecha
         case M::ecdsa_sha256: md = EVP_sha256(); break;
         case M::ecdsa_sha384: md = EVP_sha384(); break;
         case M::eddsa: md = nullptr; break;
+        case M::ecdsa_prehashed:
+        case M::rsa_pkcs1_raw:
+        case M::rsa_pss_prehashed_sha256:
+        case M::rsa_pss_prehashed_sha384:
+        case M::rsa_pss_prehashed_sha512: return verify_prehashed(key, mechanism, data, signature);
         default: throw Error(ErrorKind::invalid_argument, "HMAC has no public key");
     }
     std::vector<std::uint8_t> der_sig;
