@@ -1,0 +1,201 @@
+#include "client/local/client.hpp"
+
+#include <unistd.h>
+
+namespace kw::client {
+namespace {
+
+// Connections kept idle beyond this are closed: the daemon keeps a thread
+// per connection.
+constexpr std::size_t kMaxIdle = 16;
+
+wire::Reader checked(const std::vector<std::uint8_t>& answer) {
+    wire::Reader r(answer);
+    const auto status = static_cast<wire::Status>(r.u16());
+    if (status != wire::Status::ok) {
+        std::string message;
+        try {
+            message = r.str();
+        } catch (const wire::WireError&) {
+        }
+        throw RefusedError(status, message);
+    }
+    return r;
+}
+
+}  // namespace
+
+LocalClient::LocalClient(std::string socket_path, std::string client_name)
+    : socket_path_(std::move(socket_path)), client_name_(std::move(client_name)), pid_(::getpid()) {}
+
+LocalClient::~LocalClient() = default;
+
+std::unique_ptr<Connection> LocalClient::checkout() {
+    std::string credential;
+    {
+        std::lock_guard lock(mutex_);
+        if (pid_ != ::getpid()) {
+            // A forked child: the idle connections are shared with the parent
+            // (one socket, two processes), so drop them without a word on them.
+            for (auto& c : idle_) c->abandon();
+            idle_.clear();
+            pid_ = ::getpid();
+        }
+        if (!idle_.empty()) {
+            auto c = std::move(idle_.back());
+            idle_.pop_back();
+            return c;
+        }
+    }
+    auto c = std::make_unique<Connection>(socket_path_);
+    hello(*c);
+    return c;
+}
+
+void LocalClient::checkin(std::unique_ptr<Connection> c) {
+    std::lock_guard lock(mutex_);
+    if (pid_ == ::getpid() && idle_.size() < kMaxIdle && !credential_.empty()) idle_.push_back(std::move(c));
+}
+
+void LocalClient::hello(Connection& c) {
+    wire::Writer w;
+    {
+        std::lock_guard lock(mutex_);
+        if (credential_.empty()) {
+            // Unauthenticated connections still serve ping.
+            return;
+        }
+        w.u8(static_cast<std::uint8_t>(wire::Op::hello)).u16(wire::kProtocolVersion);
+        w.str(credential_.view()).str(client_name_);
+    }
+    auto answer = c.call(w.buffer());
+    token::secure_wipe(w.buffer().data(), w.buffer().size());
+    (void)checked(answer);
+}
+
+wire::Reader LocalClient::call(const wire::Writer& request, std::vector<std::uint8_t>& answer) {
+    for (int attempt = 0;; ++attempt) {
+        auto c = checkout();
+        try {
+            answer = c->call(request.buffer());
+        } catch (const ConnectionError&) {
+            // A pooled connection may be stale (daemon restarted): one retry
+            // on a fresh connection, then report.
+            if (attempt == 0) continue;
+            throw;
+        }
+        checkin(std::move(c));
+        return checked(answer);
+    }
+}
+
+Identity LocalClient::login(std::string_view credential) {
+    {
+        std::lock_guard lock(mutex_);
+        credential_ = token::SecretString(std::string(credential));
+        idle_.clear();
+    }
+    auto c = std::make_unique<Connection>(socket_path_);
+    wire::Writer w;
+    w.u8(static_cast<std::uint8_t>(wire::Op::hello)).u16(wire::kProtocolVersion).str(credential).str(client_name_);
+    std::vector<std::uint8_t> answer;
+    try {
+        answer = c->call(w.buffer());
+        token::secure_wipe(w.buffer().data(), w.buffer().size());
+        auto r = checked(answer);
+        Identity id;
+        id.name = r.str();
+        id.kid = r.str();
+        id.expires_at = r.u64();
+        checkin(std::move(c));
+        return id;
+    } catch (...) {
+        token::secure_wipe(w.buffer().data(), w.buffer().size());
+        std::lock_guard lock(mutex_);
+        credential_.wipe();
+        throw;
+    }
+}
+
+void LocalClient::logout() {
+    std::lock_guard lock(mutex_);
+    credential_.wipe();
+    idle_.clear();
+}
+
+bool LocalClient::logged_in() const {
+    std::lock_guard lock(mutex_);
+    return !credential_.empty();
+}
+
+std::vector<KeyInfo> LocalClient::list_keys() {
+    wire::Writer w;
+    w.u8(static_cast<std::uint8_t>(wire::Op::list_keys));
+    std::vector<std::uint8_t> answer;
+    auto r = call(w, answer);
+    std::vector<KeyInfo> keys(r.u32());
+    for (auto& k : keys) {
+        k.name = r.str();
+        k.type = r.str();
+        k.family = static_cast<wire::Family>(r.u8());
+        k.can_sign = r.u8() != 0;
+        k.signing_kid = r.str();
+        k.versions.resize(r.u32());
+        for (auto& v : k.versions) {
+            v.kid = r.str();
+            v.can_verify = r.u8() != 0;
+            auto spki = r.bytes();
+            v.spki.assign(spki.begin(), spki.end());
+        }
+    }
+    r.finish();
+    return keys;
+}
+
+std::string LocalClient::sign_check(const std::string& key, wire::Mechanism mechanism) {
+    wire::Writer w;
+    w.u8(static_cast<std::uint8_t>(wire::Op::sign_check)).str(key).u8(static_cast<std::uint8_t>(mechanism));
+    std::vector<std::uint8_t> answer;
+    auto r = call(w, answer);
+    return r.str();
+}
+
+Signature LocalClient::sign(const std::string& key, wire::Mechanism mechanism, std::span<const std::uint8_t> data) {
+    wire::Writer w;
+    w.u8(static_cast<std::uint8_t>(wire::Op::sign)).str(key).u8(static_cast<std::uint8_t>(mechanism)).bytes(data);
+    std::vector<std::uint8_t> answer;
+    auto r = call(w, answer);
+    Signature s;
+    s.kid = r.str();
+    auto sig = r.bytes();
+    s.bytes.assign(sig.begin(), sig.end());
+    return s;
+}
+
+bool LocalClient::verify(const std::string& key, const std::string& kid, wire::Mechanism mechanism,
+                         std::span<const std::uint8_t> data, std::span<const std::uint8_t> signature) {
+    wire::Writer w;
+    w.u8(static_cast<std::uint8_t>(wire::Op::verify)).str(key).str(kid).u8(static_cast<std::uint8_t>(mechanism));
+    w.bytes(data).bytes(signature);
+    std::vector<std::uint8_t> answer;
+    auto r = call(w, answer);
+    return r.u8() != 0;
+}
+
+std::vector<std::uint8_t> LocalClient::random(std::size_t n) {
+    wire::Writer w;
+    w.u8(static_cast<std::uint8_t>(wire::Op::random)).u32(static_cast<std::uint32_t>(n));
+    std::vector<std::uint8_t> answer;
+    auto r = call(w, answer);
+    auto b = r.bytes();
+    return {b.begin(), b.end()};
+}
+
+void LocalClient::ping() {
+    wire::Writer w;
+    w.u8(static_cast<std::uint8_t>(wire::Op::ping));
+    std::vector<std::uint8_t> answer;
+    (void)call(w, answer);
+}
+
+}  // namespace kw::client

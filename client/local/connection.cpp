@@ -1,0 +1,88 @@
+#include "client/local/connection.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "core/wire/protocol.hpp"
+
+namespace kw::client {
+namespace {
+
+void write_all(int fd, const std::uint8_t* p, std::size_t n) {
+    while (n > 0) {
+        const ssize_t put = ::send(fd, p, n, MSG_NOSIGNAL);
+        if (put > 0) {
+            p += put;
+            n -= static_cast<std::size_t>(put);
+        } else if (put < 0 && errno == EINTR) {
+            continue;
+        } else {
+            throw ConnectionError(std::string("keywardend connection lost: ") + std::strerror(errno));
+        }
+    }
+}
+
+void read_all(int fd, std::uint8_t* p, std::size_t n) {
+    while (n > 0) {
+        const ssize_t got = ::read(fd, p, n);
+        if (got > 0) {
+            p += got;
+            n -= static_cast<std::size_t>(got);
+        } else if (got < 0 && errno == EINTR) {
+            continue;
+        } else {
+            throw ConnectionError(got == 0 ? "keywardend closed the connection"
+                                           : std::string("keywardend connection lost: ") + std::strerror(errno));
+        }
+    }
+}
+
+}  // namespace
+
+Connection::Connection(const std::string& socket_path) {
+    sockaddr_un addr{};
+    if (socket_path.size() >= sizeof addr.sun_path) throw ConnectionError("socket path too long: " + socket_path);
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
+    // CLOEXEC: an exec'd child must not inherit an authenticated connection.
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) throw ConnectionError(std::string("socket: ") + std::strerror(errno));
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        const int e = errno;
+        ::close(fd_);
+        fd_ = -1;
+        throw ConnectionError("cannot reach keywardend at " + socket_path + ": " + std::strerror(e));
+    }
+}
+
+Connection::~Connection() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+std::vector<std::uint8_t> Connection::call(std::span<const std::uint8_t> request) {
+    if (fd_ < 0) throw ConnectionError("connection closed");
+    // Prefix and message in one send: one syscall and one wake-up of the daemon.
+    std::vector<std::uint8_t> frame(4 + request.size());
+    const auto n = static_cast<std::uint32_t>(request.size());
+    frame[0] = static_cast<std::uint8_t>(n >> 24);
+    frame[1] = static_cast<std::uint8_t>(n >> 16);
+    frame[2] = static_cast<std::uint8_t>(n >> 8);
+    frame[3] = static_cast<std::uint8_t>(n);
+    std::memcpy(frame.data() + 4, request.data(), request.size());
+    write_all(fd_, frame.data(), frame.size());
+    std::uint8_t header[4];
+    read_all(fd_, header, 4);
+    const std::uint32_t len = (std::uint32_t{header[0]} << 24) | (std::uint32_t{header[1]} << 16) |
+                              (std::uint32_t{header[2]} << 8) | header[3];
+    if (len < 2 || len > wire::kMaxFrame) throw ConnectionError("keywardend sent a malformed frame");
+    std::vector<std::uint8_t> answer(len);
+    read_all(fd_, answer.data(), len);
+    return answer;
+}
+
+}  // namespace kw::client
