@@ -133,9 +133,10 @@ int main(int argc, char** argv) {
     f->C_Logout(login_session);
     f->C_CloseSession(login_session);
     f->C_Finalize(nullptr);
-    std::printf("{\"label\": \"%s\", \"mechanism\": \"%s\", \"threads\": %d, \"ops\": %ld, \"seconds\": %.3f, "
-                "\"ops_per_s\": %.1f}\n",
-                label.c_str(), ecdsa ? "ECDSA-SHA256" : "SHA256-HMAC", threads, total.load(), elapsed,
-                static_cast<double>(total.load()) / elapsed);
+    std::printf(
+        "{\"label\": \"%s\", \"mechanism\": \"%s\", \"threads\": %d, \"ops\": %ld, \"seconds\": %.3f, "
+        "\"ops_per_s\": %.1f}\n",
+        label.c_str(), ecdsa ? "ECDSA-SHA256" : "SHA256-HMAC", threads, total.load(), elapsed,
+        static_cast<double>(total.load()) / elapsed);
     return 0;
 }

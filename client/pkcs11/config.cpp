@@ -1,9 +1,10 @@
 #include "client/pkcs11/config.hpp"
 
+#include <toml++/toml.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
-#include <toml++/toml.h>
 
 namespace kw::pkcs11 {
 
@@ -28,7 +29,8 @@ ModuleConfig load_module_config() {
             if (key != "socket" && key != "token_label") {
                 throw std::runtime_error(path + ": unknown setting '" + std::string(key.str()) + "'");
             }
-            if (!value.is_string()) throw std::runtime_error(path + ": '" + std::string(key.str()) + "' must be a string");
+            if (!value.is_string())
+                throw std::runtime_error(path + ": '" + std::string(key.str()) + "' must be a string");
         }
         if (auto s = t["socket"].value<std::string>()) c.socket = *s;
         if (auto s = t["token_label"].value<std::string>()) c.token_label = *s;

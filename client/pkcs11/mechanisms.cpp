@@ -86,7 +86,8 @@ CK_RV prepare(const CK_MECHANISM& mechanism, Prepared& out) {
     if (spec == nullptr) return CKR_MECHANISM_INVALID;
     out = Prepared{spec};
     const bool is_pss = mechanism.mechanism == CKM_RSA_PKCS_PSS || mechanism.mechanism == CKM_SHA256_RSA_PKCS_PSS ||
-                        mechanism.mechanism == CKM_SHA384_RSA_PKCS_PSS || mechanism.mechanism == CKM_SHA512_RSA_PKCS_PSS;
+                        mechanism.mechanism == CKM_SHA384_RSA_PKCS_PSS ||
+                        mechanism.mechanism == CKM_SHA512_RSA_PKCS_PSS;
     if (is_pss) {
         const EVP_MD* required = spec->hash != nullptr ? spec->hash() : nullptr;
         if (CK_RV rv = pss_hash(mechanism, required, out.pss_hash); rv != CKR_OK) return rv;
@@ -105,8 +106,8 @@ CK_RV prepare(const CK_MECHANISM& mechanism, Prepared& out) {
         case CKM_SHA512_HMAC: out.wire = wire::Mechanism::hmac_sha512; break;
         case CKM_EDDSA: out.wire = wire::Mechanism::eddsa; break;
         default:
-            out.wire = spec->family == wire::Family::ec ? wire::Mechanism::ecdsa_prehashed
-                                                        : wire::Mechanism::rsa_pkcs1_raw;
+            out.wire =
+                spec->family == wire::Family::ec ? wire::Mechanism::ecdsa_prehashed : wire::Mechanism::rsa_pkcs1_raw;
     }
     return CKR_OK;
 }

@@ -51,7 +51,7 @@ CK_RV Login(CK_SESSION_HANDLE session, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, C
     Module* m = current();
     if (m == nullptr) return CKR_CRYPTOKI_NOT_INITIALIZED;
     if (m->session(session) == nullptr) return CKR_SESSION_HANDLE_INVALID;
-    if (user == CKU_SO) return CKR_USER_TYPE_INVALID;  // nothing to administer through this face
+    if (user == CKU_SO) return CKR_USER_TYPE_INVALID;                        // nothing to administer through this face
     if (user == CKU_CONTEXT_SPECIFIC) return CKR_OPERATION_NOT_INITIALIZED;  // no key needs re-authentication
     if (user != CKU_USER) return CKR_USER_TYPE_INVALID;
     if (pin == nullptr) return CKR_ARGUMENTS_BAD;

@@ -33,9 +33,7 @@ public:
         buf_.insert(buf_.end(), b.begin(), b.end());
         return *this;
     }
-    Writer& str(std::string_view s) {
-        return bytes({reinterpret_cast<const std::uint8_t*>(s.data()), s.size()});
-    }
+    Writer& str(std::string_view s) { return bytes({reinterpret_cast<const std::uint8_t*>(s.data()), s.size()}); }
     [[nodiscard]] std::vector<std::uint8_t>& buffer() noexcept { return buf_; }
     [[nodiscard]] const std::vector<std::uint8_t>& buffer() const noexcept { return buf_; }
 

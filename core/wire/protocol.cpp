@@ -24,20 +24,4 @@ std::string_view to_string(Status s) {
     return "UNKNOWN";
 }
 
-std::optional<token::SignMechanism> to_token(std::uint8_t mechanism) {
-    using T = token::SignMechanism;
-    switch (static_cast<Mechanism>(mechanism)) {
-        case Mechanism::hmac_sha256: return T::hmac_sha256;
-        case Mechanism::hmac_sha384: return T::hmac_sha384;
-        case Mechanism::hmac_sha512: return T::hmac_sha512;
-        case Mechanism::ecdsa_prehashed: return T::ecdsa_prehashed;
-        case Mechanism::rsa_pkcs1_raw: return T::rsa_pkcs1_raw;
-        case Mechanism::rsa_pss_prehashed_sha256: return T::rsa_pss_prehashed_sha256;
-        case Mechanism::rsa_pss_prehashed_sha384: return T::rsa_pss_prehashed_sha384;
-        case Mechanism::rsa_pss_prehashed_sha512: return T::rsa_pss_prehashed_sha512;
-        case Mechanism::eddsa: return T::eddsa;
-    }
-    return std::nullopt;
-}
-
 }  // namespace kw::wire

@@ -12,8 +12,6 @@
 #include <optional>
 #include <string_view>
 
-#include "token/sign.hpp"
-
 namespace kw::wire {
 
 inline constexpr std::uint16_t kProtocolVersion = 1;
@@ -76,8 +74,5 @@ enum class Mechanism : std::uint8_t {
     rsa_pss_prehashed_sha512 = 23,
     eddsa = 30,
 };
-
-/// The token mechanism for a wire mechanism; nullopt for an unknown number.
-[[nodiscard]] std::optional<token::SignMechanism> to_token(std::uint8_t mechanism);
 
 }  // namespace kw::wire

@@ -18,8 +18,7 @@ struct Refusal {
 };
 
 std::int64_t monotonic_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
         .count();
 }
 
@@ -38,9 +37,19 @@ bool is_token_key(const core::ManagedKey& key) {
 }
 
 token::SignMechanism mechanism_of(std::uint8_t m) {
-    auto t = wire::to_token(m);
-    if (!t) throw Refusal{Status::mechanism_invalid, "unknown mechanism " + std::to_string(m)};
-    return *t;
+    using T = token::SignMechanism;
+    switch (static_cast<wire::Mechanism>(m)) {
+        case wire::Mechanism::hmac_sha256: return T::hmac_sha256;
+        case wire::Mechanism::hmac_sha384: return T::hmac_sha384;
+        case wire::Mechanism::hmac_sha512: return T::hmac_sha512;
+        case wire::Mechanism::ecdsa_prehashed: return T::ecdsa_prehashed;
+        case wire::Mechanism::rsa_pkcs1_raw: return T::rsa_pkcs1_raw;
+        case wire::Mechanism::rsa_pss_prehashed_sha256: return T::rsa_pss_prehashed_sha256;
+        case wire::Mechanism::rsa_pss_prehashed_sha384: return T::rsa_pss_prehashed_sha384;
+        case wire::Mechanism::rsa_pss_prehashed_sha512: return T::rsa_pss_prehashed_sha512;
+        case wire::Mechanism::eddsa: return T::eddsa;
+    }
+    throw Refusal{Status::mechanism_invalid, "unknown mechanism " + std::to_string(m)};
 }
 
 // Maps what the services throw onto statuses. `key` (when known) tells an
