@@ -378,10 +378,13 @@ SignResult KeyService::sign(std::string_view name, std::span<const std::uint8_t>
     result.mechanism = mechanism_for(key, options);
     result.kid = v->kid;
     result.version = v->version;
-    // Fail closed: the event is durable before the token signs anything.
+    // Fail closed: the signature leaves this function only after its event
+    // is durable. The commit runs while the token signs (submit, sign,
+    // wait), which hides most of its latency behind the HSM call.
     nlohmann::json details{{"mechanism", token::to_string(result.mechanism)}, {"bytes", data.size()}};
     if (options.credential) details["credential"] = *options.credential;
-    audit(audit::EventType::key_used, key.name, v->kid, "sign", "ok", std::move(details));
+    const auto ticket =
+        audit_.submit(audit::Record{audit::EventType::key_used, actor_, key.name, v->kid, "sign", "ok", details});
     std::exception_ptr failure;
     std::string why;
     {
@@ -394,6 +397,12 @@ SignResult KeyService::sign(std::string_view name, std::span<const std::uint8_t>
             failure = std::current_exception();
             why = e.what();
         }
+    }
+    try {
+        audit_.wait(ticket);
+    } catch (...) {
+        token::secure_wipe(result.signature.data(), result.signature.size());
+        throw;  // the event is not durable: the signature is withheld
     }
     if (failure) {
         // Audited after the session went back to the pool: the audit writer

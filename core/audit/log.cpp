@@ -29,16 +29,25 @@ Log::~Log() {
 }
 
 std::uint64_t Log::record(Record record) {
-    std::shared_ptr<BatchState> state;
-    std::size_t index = 0;
+    return wait(submit(std::move(record)));
+}
+
+Log::Ticket Log::submit(Record record) {
+    Ticket t;
     {
         std::unique_lock lock(mutex_);
         if (stopping_) throw Error(ErrorKind::audit_failure, "audit log is shutting down");
-        index = pending_.records.size();
+        t.index = pending_.records.size();
         pending_.records.push_back(std::move(record));
-        state = pending_.state;
+        t.state = pending_.state;
     }
     work_.notify_one();
+    return t;
+}
+
+std::uint64_t Log::wait(const Ticket& ticket) {
+    const auto state = std::static_pointer_cast<BatchState>(ticket.state);
+    const std::size_t index = ticket.index;
     std::unique_lock lock(mutex_);
     done_.wait(lock, [&] { return state->done; });
     if (!state->error.empty()) {

@@ -42,6 +42,18 @@ public:
     /// Appends one event; returns its seq once it is durable. Throws
     /// Error(audit_failure) when it could not be written.
     std::uint64_t record(Record record);
+
+    /// record() in two halves, so a caller can do its work while the batch
+    /// commits: submit() queues the event, wait() blocks until it is durable
+    /// (returning its seq) or throws as record() does. The caller must not
+    /// release the result of that work before wait() returned: fail closed
+    /// still holds, only the order of the HSM call and the commit overlaps.
+    struct Ticket {
+        std::shared_ptr<void> state;
+        std::size_t index = 0;
+    };
+    [[nodiscard]] Ticket submit(Record record);
+    std::uint64_t wait(const Ticket& ticket);
     /// Writes a checkpoint for the current head now (if there is anything
     /// new since the last one).
     void checkpoint_now();
