@@ -10,7 +10,8 @@
 # and tokens through the admin API. It learns where the daemon is from
 # KW_HTTP_HOST, KW_HTTP_PORT, KW_HTTP_SOCKET and KW_ADMIN_TOKEN_FILE (the token
 # stays in a file: never on argv, never in a log). Afterwards the daemon must
-# still be alive, stop cleanly on SIGTERM, and the audit log must verify.
+# still be alive, stop cleanly on SIGTERM, and the audit log must verify,
+# online and as an offline export.
 set -euo pipefail
 
 D=${1:?usage: server_http_test.sh KEYWARDEND HSM_KEYTOOL SERVER_HTTP_TEST}
@@ -35,6 +36,10 @@ stop_daemon
 grep -q "stopped cleanly" daemon.log || fail "daemon log lacks 'stopped cleanly'"
 ok "keywardend stops cleanly"
 must "audit verify after the C++ client test" "$K" audit verify
+# keywardend has no export endpoint: the log it wrote is exported by
+# hsm-keytool and must verify offline, without the HSM.
+must "audit export of the daemon's log" "$K" audit export --out audit.jsonl --pubkey-out audit.pem
+must "audit verify --offline of the export" "$K" audit verify --offline audit.jsonl --pubkey audit.pem
 "$K" audit query --limit 1000000 --json >out 2>err || fail "audit query"
 grep -qF "$(cat admin.tok)" out && fail "the admin token appears in the audit log"
 grep -qF "$(cat admin.tok)" daemon.log && fail "the admin token appears in the daemon log"

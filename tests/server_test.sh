@@ -11,6 +11,11 @@
 # (standard library only, run with /usr/bin/python3). One line per check;
 # stops at the first failure.
 #
+# SIGTERM under load: no answer cut off, and every answered request is in the
+# audit log. kill -9 under load: a credit-limited token's use count is exact
+# within the requests in flight; an unlimited token (counts may be flushed in
+# batches) loses at most the last flush interval's uses.
+#
 # hsm-keytool and keywardend may share a store (the audit log chains onto the
 # head read inside each write transaction). The auth matrix revokes a token
 # with hsm-keytool while the daemon runs; the last section checks keytool
@@ -24,6 +29,13 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=server_setup.sh
 source "$here/server_setup.sh"
 CLIENT=("$PY" "$here/server_client.py")
+
+# svc_valid_events: VALID key_used events for the service token, read by
+# hsm-keytool (with or without a daemon running).
+svc_valid_events() {
+  "$K" audit query --key svc --event key_used --limit 100000000 --json 2>err \
+    | $PY -c 'import json, sys; print(sum(1 for l in sys.stdin if l.strip() and json.loads(l)["outcome"] == "VALID"))'
+}
 
 # audit_seqs QUERY: the seqs of the audit events the admin API returns for QUERY.
 audit_seqs() {
@@ -561,6 +573,7 @@ for i in 1 2 3 4 5 6 7; do
   expect 201 "issue big-$i" POST /v1/admin/tokens @big-token.json "$ADMIN"
 done
 ok "7 tokens with ~1 MB of scopes each issued (GET /v1/admin/keys is now > 6 MB)"
+svc_events_before=$(svc_valid_events)
 "${CLIENT[@]}" slowread "$HOST" "$PORT" /v1/admin/keys "$ADMIN" 3 >slowread.json 2>slowread.err &
 slowread_pid=$!
 "${CLIENT[@]}" load "$HOST" "$PORT" "$dpid" SIGTERM 1.5 20 "$SVC" mixed >out 2>err || fail "load client"
@@ -587,6 +600,15 @@ $PY -c 'import sys; h, c, s = open("jwt.txt").read().strip().split("."); open("j
 if "$K" jwt verify pay-jwt --in jwt-bad.txt >out 2>err; then fail "hsm-keytool accepted a JWT with a changed signature"; fi
 ok "hsm-keytool jwt verify rejects the JWT with a changed signature"
 must "audit verify after the clean stop" "$K" audit verify
+# None lost: each 200 of the load (a verification of svc, or a signature
+# authorised by svc) is one VALID key_used event for svc in the log. A
+# request answered after its client gave up adds one at most per thread.
+answered=$($PY -c 'import json; print(json.load(open("load-sigterm.json"))["ok"])')
+svc_events=$(( $(svc_valid_events) - svc_events_before ))
+echo "# SIGTERM: $answered answers received, $svc_events VALID events audited for svc meanwhile"
+[ "$svc_events" -ge "$answered" ] || fail "SIGTERM lost audit events: $svc_events VALID events for svc < $answered answers"
+[ "$svc_events" -le $((answered + 20)) ] || fail "SIGTERM: $svc_events VALID events for svc > $answered answers + 20 in flight"
+ok "SIGTERM under load: every answered request is in the audit log ($svc_events events for $answered answers)"
 "$K" audit query --event verify_failed --limit 100000 --json >out 2>err || fail "audit query --event verify_failed"
 $PY <<'EOF' || fail "hsm-keytool audit query does not show the auth-matrix refusals"
 import json, sys
@@ -661,6 +683,16 @@ start_daemon daemon-d.log
 ok "keywardend D starts"
 expect 201 "issue visible" POST /v1/admin/tokens '{"name": "visible", "max_uses": 100}' "$ADMIN"
 VISIBLE=$(jget 'j["token"]')
+# An unlimited token: its use counter may be flushed in batches (every
+# usage_flush_interval, 1 s by default), so kill -9 may lose the counts of
+# the last interval, never older ones. 5 uses now, 3 more just before the kill.
+expect 201 "issue visible-unl" POST /v1/admin/tokens '{"name": "visible-unl"}' "$ADMIN"
+VISIBLE_UNL=$(jget 'j["token"]')
+for i in 1 2 3 4 5; do
+  expect 200 "verify visible-unl $i" POST /v1/tokens/verify "{\"token\": \"$VISIBLE_UNL\"}"
+  [ "$(jget 'j["code"]')" = VALID ] || fail "verify visible-unl $i: $(cat out)"
+done
+t_unl_early=$(date +%s%N)
 must "hsm-keytool audit verify while keywardend runs" "$K" audit verify
 must "hsm-keytool audit query while keywardend runs" "$K" audit query --event verify_failed --json
 must "hsm-keytool status while keywardend runs" "$K" status --json
@@ -680,9 +712,24 @@ ok "hsm-keytool sees the daemon's writes made after other keytool runs"
 must "hsm-keytool token revoke cli-during while keywardend runs" "$K" token revoke cli-during
 expect 200 "verify cli-during revoked" POST /v1/tokens/verify "{\"token\": \"$CLI_DURING\"}"
 jcheck "keywardend sees the revocation at once" 'j["code"] == "REVOKED"'
+# At least 2.5 s (over two flush intervals) between the early uses and the kill.
+wait_ms=$(( 2500 - ($(date +%s%N) - t_unl_early) / 1000000 ))
+[ "$wait_ms" -gt 0 ] && sleep "$(printf '%d.%03d' $((wait_ms / 1000)) $((wait_ms % 1000)))"
+for i in 6 7 8; do
+  expect 200 "verify visible-unl $i" POST /v1/tokens/verify "{\"token\": \"$VISIBLE_UNL\"}"
+  [ "$(jget 'j["code"]')" = VALID ] || fail "verify visible-unl $i: $(cat out)"
+done
 kill -KILL "$dpid"
 wait_daemon 10
 start_daemon daemon-e.log
+expect 200 "usage visible-unl" GET /v1/admin/keys/visible-unl/usage "" "$ADMIN"
+unl_uses=$(jget 'j["versions"][0]["uses"]')
+echo "# kill -9: the unlimited token has $unl_uses of 8 uses recorded (5 older than 2.5 s, 3 just before the kill)"
+[ "$unl_uses" -ge 5 ] && [ "$unl_uses" -le 8 ] \
+  || fail "after kill -9, 'visible-unl' has $unl_uses uses: want the 5 made > 2.5 s before the kill, at most 8"
+ok "after kill -9, an unlimited token lost at most the last flush interval's uses ($unl_uses of 8 kept, >= the 5 older ones)"
+jcheck "after kill -9, all 8 VALID verifications of visible-unl are audited (usage API's by_outcome)" \
+  'j["by_outcome"].get("VALID") == 8'
 expect 200 "usage visible" GET /v1/admin/keys/visible/usage "" "$ADMIN"
 [ "$(jget 'j["versions"][0]["uses"]')" = 5 ] || fail "after kill -9, 'visible' has $(jget 'j["versions"][0]["uses"]') uses, want the 5 answered VALID: acknowledged writes were lost"
 ok "after kill -9, the 5 acknowledged uses are still there"
