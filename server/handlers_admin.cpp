@@ -1,5 +1,7 @@
 // /v1/admin/...: key, token, rotation, policy, audit and limit administration.
 // Every call needs a keywarden API token with scope "admin".
+#include <charconv>
+
 #include "core/audit/verify.hpp"
 #include "core/error.hpp"
 #include "server/app.hpp"
@@ -153,6 +155,15 @@ Response key_action(App& app, const Request& r, const std::string& name, const s
     return Response::json(key_json(app.keys.get(name)));
 }
 
+// A query-string number: decimal digits only (std::stoull would accept "-1"
+// as a huge number and throw on "abc", which would become a 500).
+std::optional<std::uint64_t> query_number(const std::string& s) {
+    std::uint64_t v = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+    return v;
+}
+
 Response audit_query(App& app, const Request& r) {
     core::audit::Query q;
     if (auto it = r.query.find("key"); it != r.query.end()) q.key = it->second;
@@ -165,9 +176,16 @@ Response audit_query(App& app, const Request& r) {
         if (!d) throw ApiError(400, "BAD_SINCE", "since wants a duration like 1h");
         q.since = app.keys.clock().now() - *d;
     }
-    if (auto it = r.query.find("after"); it != r.query.end()) q.after_seq = std::stoull(it->second);
-    if (auto it = r.query.find("limit"); it != r.query.end())
-        q.limit = std::min<std::size_t>(10000, std::stoul(it->second));
+    if (auto it = r.query.find("after"); it != r.query.end()) {
+        auto n = query_number(it->second);
+        if (!n) throw ApiError(400, "BAD_AFTER", "after wants an event seq (a non-negative integer)");
+        q.after_seq = *n;
+    }
+    if (auto it = r.query.find("limit"); it != r.query.end()) {
+        auto n = query_number(it->second);
+        if (!n || *n == 0) throw ApiError(400, "BAD_LIMIT", "limit wants a positive integer");
+        q.limit = static_cast<std::size_t>(std::min<std::uint64_t>(10000, *n));
+    }
     nlohmann::json events = nlohmann::json::array();
     for (const auto& e : app.audit.sink().query(q)) events.push_back(core::audit::to_json(e));
     return Response::json({{"events", events}});

@@ -96,8 +96,8 @@ Response key_verify(App& app, const Request& r, const std::string& name) {
 Response jwt_sign(App& app, const Request& r, const std::string& name) {
     auto body = parse_body(r, {"claims", "ttl", "caller"});
     auto caller = caller_for(app, r, "sign", name);
-    if (!body.contains("claims") || !body["claims"].is_object())
-        throw ApiError(400, "BAD_TYPE", "'claims' must be an object");
+    if (!body.contains("claims")) throw ApiError(400, "MISSING_FIELD", "field 'claims' is required");
+    if (!body["claims"].is_object()) throw ApiError(400, "BAD_TYPE", "'claims' must be an object");
     core::jwt::SignRequest req;
     req.claims = body["claims"];
     req.ttl = optional_int(body, "ttl").value_or(3600);

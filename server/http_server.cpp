@@ -14,7 +14,17 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 
-std::map<std::string, std::string> parse_query(std::string_view q) {
+int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+// The query string's key=value pairs; nullopt for a bad percent escape
+// ("%zz", a cut-off "%4"), which the caller answers with 400: this runs
+// outside the handlers' error mapping, so it must not throw.
+std::optional<std::map<std::string, std::string>> parse_query(std::string_view q) {
     std::map<std::string, std::string> out;
     while (!q.empty()) {
         auto amp = q.find('&');
@@ -25,8 +35,12 @@ std::map<std::string, std::string> parse_query(std::string_view q) {
         // Minimal percent-decoding for query values.
         std::string dec;
         for (std::size_t i = 0; i < v.size(); ++i) {
-            if (v[i] == '%' && i + 2 < v.size()) {
-                dec.push_back(static_cast<char>(std::stoi(v.substr(i + 1, 2), nullptr, 16)));
+            if (v[i] == '%') {
+                if (i + 2 >= v.size()) return std::nullopt;
+                const int hi = hex_digit(v[i + 1]);
+                const int lo = hex_digit(v[i + 2]);
+                if (hi < 0 || lo < 0) return std::nullopt;
+                dec.push_back(static_cast<char>(hi * 16 + lo));
                 i += 2;
             } else {
                 dec.push_back(v[i] == '+' ? ' ' : v[i]);
@@ -79,7 +93,11 @@ private:
         std::string target(req.target());
         auto qm = target.find('?');
         r.target = target.substr(0, qm);
-        if (qm != std::string::npos) r.query = parse_query(std::string_view(target).substr(qm + 1));
+        if (qm != std::string::npos) {
+            auto query = parse_query(std::string_view(target).substr(qm + 1));
+            if (!query) return send_error(400, "BAD_REQUEST", "bad percent escape in the query string");
+            r.query = std::move(*query);
+        }
         r.body = std::move(req.body());
         r.authorization = std::string(req[http::field::authorization]);
         r.peer = peer_;

@@ -22,6 +22,7 @@
 #include "core/audit/sqlite_sink.hpp"
 #include "core/error.hpp"
 #include "core/root_keys.hpp"
+#include "server/alert_hooks.hpp"
 #include "server/http_server.hpp"
 #include "server/local/local_server.hpp"
 #include "token/error.hpp"
@@ -132,11 +133,7 @@ int run(int argc, char** argv) {
         return std::vector<std::pair<core::metrics::Labels, double>>{{{}, static_cast<double>(*next - clock.now())}};
     });
 
-    std::vector<core::alerts::Target> targets;
-    for (const auto& url : config.alert_webhooks) {
-        targets.push_back({url, std::set<std::string>(config.alert_kinds.begin(), config.alert_kinds.end())});
-    }
-    core::alerts::Dispatcher alerts(targets, metrics);
+    core::alerts::Dispatcher alerts(server::global_targets(config), metrics);
     std::atomic<std::int64_t> failures_minute{0};
     std::atomic<std::int64_t> failures_count{0};
     server::App app{config,  token,    *store,         audit,           keys,          tokens,
@@ -179,9 +176,14 @@ int run(int argc, char** argv) {
                 for (const auto& r : engine.run_due()) {
                     metrics.inc("keywarden_rotations_total", {{"outcome", r.outcome.empty() ? r.state : r.outcome}});
                     if (r.outcome == "failed") {
+                        const auto* policy = server::rotation_policy(policies, keys, r);
                         alerts.notify("rotation_failed", r.key_name,
                                       "rotation " + std::to_string(r.id) + " failed: " + r.error,
-                                      {{"strategy", r.strategy}, {"from", r.from_kid}, {"to", r.to_kid}});
+                                      {{"strategy", r.strategy},
+                                       {"from", r.from_kid},
+                                       {"to", r.to_kid},
+                                       {"policy", policy != nullptr ? policy->name : ""}},
+                                      server::policy_targets(policy, config));
                     }
                 }
                 // Keys that expire within their policy's warning lead (14 days
@@ -195,8 +197,10 @@ int run(int argc, char** argv) {
                     auto& last = expiry_alerted[k.id];
                     if (now - last < 86400) continue;
                     last = now;
-                    alerts.notify("key_expiring", k.name, "key expires at " + core::format_time(*k.expires_at),
-                                  {{"expires_at", core::format_time(*k.expires_at)}});
+                    alerts.notify(
+                        "key_expiring", k.name, "key expires at " + core::format_time(*k.expires_at),
+                        {{"expires_at", core::format_time(*k.expires_at)}, {"policy", p != nullptr ? p->name : ""}},
+                        server::policy_targets(p, config));
                 }
             } catch (const std::exception& e) {
                 metrics.inc("keywarden_rotations_total", {{"outcome", "error"}});

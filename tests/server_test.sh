@@ -11,6 +11,11 @@
 # (standard library only, run with /usr/bin/python3). One line per check;
 # stops at the first failure.
 #
+# SIGTERM under load: no answer cut off, and every answered request is in the
+# audit log. kill -9 under load: a credit-limited token's use count is exact
+# within the requests in flight; an unlimited token (counts may be flushed in
+# batches) loses at most the last flush interval's uses.
+#
 # hsm-keytool and keywardend may share a store (the audit log chains onto the
 # head read inside each write transaction). The auth matrix revokes a token
 # with hsm-keytool while the daemon runs; the last section checks keytool
@@ -20,118 +25,22 @@ set -euo pipefail
 
 D=${1:?usage: server_test.sh /path/to/keywardend /path/to/hsm-keytool}
 K=${2:?usage: server_test.sh /path/to/keywardend /path/to/hsm-keytool}
-[ -x "$D" ] || { echo "FAIL: $D is not executable" >&2; exit 1; }
-[ -x "$K" ] || { echo "FAIL: $K is not executable" >&2; exit 1; }
-: "${KW_TEST_DIR:?run through tests/with-token.sh}"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-cd "$KW_TEST_DIR"
-PY=/usr/bin/python3
+# shellcheck source=server_setup.sh
+source "$here/server_setup.sh"
 CLIENT=("$PY" "$here/server_client.py")
-SOCK="$KW_TEST_DIR/kw.sock"
-PORT=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-HOST=127.0.0.1
-checks=0
-dpid=""
-dlog=""
-t_begin=$(date +%s)
 
-fail() {
-  echo "FAIL: $*" >&2
-  for f in out err hdr; do
-    if [ -s "$f" ]; then echo "--- $f:" >&2; head -c 3000 "$f" >&2; echo >&2; fi
-  done
-  if [ -n "$dlog" ] && [ -s "$dlog" ]; then echo "--- daemon log ($dlog, last lines):" >&2; tail -n 20 "$dlog" >&2; fi
-  exit 1
-}
-ok() { checks=$((checks + 1)); echo "ok $checks - $*"; }
-
-cleanup() {
-  if [ -n "$dpid" ] && kill -0 "$dpid" 2>/dev/null; then
-    kill -KILL "$dpid" 2>/dev/null || true
-    { wait "$dpid"; } 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
-
-# --- helpers ---------------------------------------------------------------------
-# must DESCRIPTION CMD...: CMD must exit 0 (stdout in ./out, stderr in ./err).
-must() {
-  local what=$1
-  shift
-  "$@" >out 2>err || fail "$what: exit $? ($*)"
-  ok "$what"
-}
-# jcheck DESCRIPTION PYTHON_EXPR: evaluates EXPR on j = the JSON in ./out.
-jcheck() {
-  local what=$1 expr=$2
-  $PY -c "import json, sys
-j = json.load(open('out'))
-sys.exit(0 if ($expr) else 1)" 2>>err || fail "$what: JSON check failed: $expr"
-  ok "$what"
-}
-# jget PYTHON_EXPR: prints EXPR evaluated on j = the JSON in ./out.
-jget() { $PY -c "import json; j = json.load(open('out')); print($1)"; }
-
-# call METHOD PATH [BODY [TOKEN]]: one request with curl over TCP (or over the
-# unix socket when VIA=unix). Body in ./out, headers in ./hdr, status in $code.
-VIA=tcp
-call() {
-  local method=$1 path=$2 body=${3-} tok=${4-}
-  local args=(-sS -o out -D hdr -w '%{http_code}' -X "$method" --max-time 30)
-  if [ "$VIA" = unix ]; then args+=(--unix-socket "$SOCK"); local base=http://localhost; else local base="http://$HOST:$PORT"; fi
-  case "$tok" in
-    "") ;;
-    RAW:*) args+=(-H "Authorization: ${tok#RAW:}") ;;
-    *) args+=(-H "Authorization: Bearer $tok") ;;
-  esac
-  [ -n "$body" ] && args+=(-H 'Content-Type: application/json' --data-binary "$body")
-  code=$(curl "${args[@]}" "$base$path" 2>err) || fail "curl $method $path: $(cat err)"
-}
-# expect STATUS DESCRIPTION METHOD PATH [BODY [TOKEN]]
-expect() {
-  local want=$1 what=$2
-  shift 2
-  call "$@"
-  [ "$code" = "$want" ] || fail "$what: HTTP $code, want $want ($1 $2)"
-}
-# expect_error STATUS CODE DESCRIPTION METHOD PATH [BODY [TOKEN]]: an error answer.
-expect_error() {
-  local want=$1 ecode=$2 what=$3
-  shift 3
-  expect "$want" "$what" "$@"
-  jcheck "$what -> $want $ecode" "j['error']['code'] == '$ecode' and len(j['error']['message']) > 0"
+# svc_valid_events: VALID key_used events for the service token, read by
+# hsm-keytool (with or without a daemon running).
+svc_valid_events() {
+  "$K" audit query --key svc --event key_used --limit 100000000 --json 2>err \
+    | $PY -c 'import json, sys; print(sum(1 for l in sys.stdin if l.strip() and json.loads(l)["outcome"] == "VALID"))'
 }
 
 # audit_seqs QUERY: the seqs of the audit events the admin API returns for QUERY.
 audit_seqs() {
   expect 200 "GET /v1/admin/audit?$1" GET "/v1/admin/audit?$1" "" "$ADMIN"
   jget '" ".join(str(e["seq"]) for e in j["events"])'
-}
-
-start_daemon() {  # start_daemon LOGFILE
-  dlog=$1
-  "$D" --listen "$HOST:$PORT" --unix-socket "$SOCK" --threads 4 >"$dlog" 2>&1 &
-  dpid=$!
-  local i
-  for i in $(seq 1 150); do
-    if curl -sf -o /dev/null --max-time 1 "http://$HOST:$PORT/healthz"; then return 0; fi
-    kill -0 "$dpid" 2>/dev/null || { wait "$dpid" || true; fail "keywardend exited during start-up"; }
-    sleep 0.1
-  done
-  fail "keywardend did not answer /healthz within 15 s"
-}
-# stop_daemon: SIGTERM, wait (bounded), sets $drc to the exit status.
-stop_daemon() {
-  kill -TERM "$dpid"
-  wait_daemon 20
-}
-wait_daemon() {  # wait_daemon SECONDS: waits for $dpid to exit, sets $drc
-  local i
-  for i in $(seq 1 $(($1 * 10))); do kill -0 "$dpid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$dpid" 2>/dev/null && fail "keywardend still running $1 s after the signal"
-  drc=0
-  { wait "$dpid"; } 2>/dev/null || drc=$?
-  dpid=""
 }
 
 printf 'keywarden server test message\n' > msg
@@ -664,6 +573,7 @@ for i in 1 2 3 4 5 6 7; do
   expect 201 "issue big-$i" POST /v1/admin/tokens @big-token.json "$ADMIN"
 done
 ok "7 tokens with ~1 MB of scopes each issued (GET /v1/admin/keys is now > 6 MB)"
+svc_events_before=$(svc_valid_events)
 "${CLIENT[@]}" slowread "$HOST" "$PORT" /v1/admin/keys "$ADMIN" 3 >slowread.json 2>slowread.err &
 slowread_pid=$!
 "${CLIENT[@]}" load "$HOST" "$PORT" "$dpid" SIGTERM 1.5 20 "$SVC" mixed >out 2>err || fail "load client"
@@ -690,6 +600,15 @@ $PY -c 'import sys; h, c, s = open("jwt.txt").read().strip().split("."); open("j
 if "$K" jwt verify pay-jwt --in jwt-bad.txt >out 2>err; then fail "hsm-keytool accepted a JWT with a changed signature"; fi
 ok "hsm-keytool jwt verify rejects the JWT with a changed signature"
 must "audit verify after the clean stop" "$K" audit verify
+# None lost: each 200 of the load (a verification of svc, or a signature
+# authorised by svc) is one VALID key_used event for svc in the log. A
+# request answered after its client gave up adds one at most per thread.
+answered=$($PY -c 'import json; print(json.load(open("load-sigterm.json"))["ok"])')
+svc_events=$(( $(svc_valid_events) - svc_events_before ))
+echo "# SIGTERM: $answered answers received, $svc_events VALID events audited for svc meanwhile"
+[ "$svc_events" -ge "$answered" ] || fail "SIGTERM lost audit events: $svc_events VALID events for svc < $answered answers"
+[ "$svc_events" -le $((answered + 20)) ] || fail "SIGTERM: $svc_events VALID events for svc > $answered answers + 20 in flight"
+ok "SIGTERM under load: every answered request is in the audit log ($svc_events events for $answered answers)"
 "$K" audit query --event verify_failed --limit 100000 --json >out 2>err || fail "audit query --event verify_failed"
 $PY <<'EOF' || fail "hsm-keytool audit query does not show the auth-matrix refusals"
 import json, sys
@@ -764,6 +683,16 @@ start_daemon daemon-d.log
 ok "keywardend D starts"
 expect 201 "issue visible" POST /v1/admin/tokens '{"name": "visible", "max_uses": 100}' "$ADMIN"
 VISIBLE=$(jget 'j["token"]')
+# An unlimited token: its use counter may be flushed in batches (every
+# usage_flush_interval, 1 s by default), so kill -9 may lose the counts of
+# the last interval, never older ones. 5 uses now, 3 more just before the kill.
+expect 201 "issue visible-unl" POST /v1/admin/tokens '{"name": "visible-unl"}' "$ADMIN"
+VISIBLE_UNL=$(jget 'j["token"]')
+for i in 1 2 3 4 5; do
+  expect 200 "verify visible-unl $i" POST /v1/tokens/verify "{\"token\": \"$VISIBLE_UNL\"}"
+  [ "$(jget 'j["code"]')" = VALID ] || fail "verify visible-unl $i: $(cat out)"
+done
+t_unl_early=$(date +%s%N)
 must "hsm-keytool audit verify while keywardend runs" "$K" audit verify
 must "hsm-keytool audit query while keywardend runs" "$K" audit query --event verify_failed --json
 must "hsm-keytool status while keywardend runs" "$K" status --json
@@ -783,9 +712,24 @@ ok "hsm-keytool sees the daemon's writes made after other keytool runs"
 must "hsm-keytool token revoke cli-during while keywardend runs" "$K" token revoke cli-during
 expect 200 "verify cli-during revoked" POST /v1/tokens/verify "{\"token\": \"$CLI_DURING\"}"
 jcheck "keywardend sees the revocation at once" 'j["code"] == "REVOKED"'
+# At least 2.5 s (over two flush intervals) between the early uses and the kill.
+wait_ms=$(( 2500 - ($(date +%s%N) - t_unl_early) / 1000000 ))
+[ "$wait_ms" -gt 0 ] && sleep "$(printf '%d.%03d' $((wait_ms / 1000)) $((wait_ms % 1000)))"
+for i in 6 7 8; do
+  expect 200 "verify visible-unl $i" POST /v1/tokens/verify "{\"token\": \"$VISIBLE_UNL\"}"
+  [ "$(jget 'j["code"]')" = VALID ] || fail "verify visible-unl $i: $(cat out)"
+done
 kill -KILL "$dpid"
 wait_daemon 10
 start_daemon daemon-e.log
+expect 200 "usage visible-unl" GET /v1/admin/keys/visible-unl/usage "" "$ADMIN"
+unl_uses=$(jget 'j["versions"][0]["uses"]')
+echo "# kill -9: the unlimited token has $unl_uses of 8 uses recorded (5 older than 2.5 s, 3 just before the kill)"
+[ "$unl_uses" -ge 5 ] && [ "$unl_uses" -le 8 ] \
+  || fail "after kill -9, 'visible-unl' has $unl_uses uses: want the 5 made > 2.5 s before the kill, at most 8"
+ok "after kill -9, an unlimited token lost at most the last flush interval's uses ($unl_uses of 8 kept, >= the 5 older ones)"
+jcheck "after kill -9, all 8 VALID verifications of visible-unl are audited (usage API's by_outcome)" \
+  'j["by_outcome"].get("VALID") == 8'
 expect 200 "usage visible" GET /v1/admin/keys/visible/usage "" "$ADMIN"
 [ "$(jget 'j["versions"][0]["uses"]')" = 5 ] || fail "after kill -9, 'visible' has $(jget 'j["versions"][0]["uses"]') uses, want the 5 answered VALID: acknowledged writes were lost"
 ok "after kill -9, the 5 acknowledged uses are still there"

@@ -64,7 +64,7 @@ std::size_t Dispatcher::pending() {
 }
 
 void Dispatcher::notify(const std::string& kind, const std::string& key, const std::string& message,
-                        nlohmann::json details) {
+                        nlohmann::json details, const std::vector<Target>& also) {
     const std::string body = nlohmann::json{
         {"kind", kind},
         {"key", key},
@@ -72,15 +72,19 @@ void Dispatcher::notify(const std::string& kind, const std::string& key, const s
         {"time", format_time(SystemClock{}.now())},
         {"details",
          std::move(details)}}.dump();
+    std::set<std::string> queued;  // a hook that is also a global webhook gets the alert once
     std::lock_guard lock(mutex_);
-    for (std::size_t i = 0; i < targets_.size(); ++i) {
-        if (!targets_[i].kinds.empty() && !targets_[i].kinds.contains(kind)) continue;
+    auto enqueue = [&](const Target& t) {
+        if (!t.kinds.empty() && !t.kinds.contains(kind)) return;
+        if (!queued.insert(t.url).second) return;
         if (queue_.size() >= options_.queue_limit) {
             metrics_.inc("keywarden_alerts_total", {{"kind", queue_.front().kind}, {"outcome", "dropped"}});
             queue_.pop_front();
         }
-        queue_.push_back(Alert{kind, body, 0, std::chrono::steady_clock::now(), i});
-    }
+        queue_.push_back(Alert{kind, body, 0, std::chrono::steady_clock::now(), t.url});
+    };
+    for (const auto& t : targets_) enqueue(t);
+    for (const auto& t : also) enqueue(t);
     wake_.notify_one();
 }
 
@@ -150,7 +154,7 @@ void Dispatcher::run() {
                 wake_.wait_until(lock, next->due);
             }
         }
-        const bool ok = post(targets_[a.target].url, a.body);
+        const bool ok = post(a.url, a.body);
         ++a.attempts;
         if (ok) {
             metrics_.inc("keywarden_alerts_total", {{"kind", a.kind}, {"outcome", "delivered"}});

@@ -41,8 +41,11 @@ public:
     Dispatcher(const Dispatcher&) = delete;
     Dispatcher& operator=(const Dispatcher&) = delete;
 
+    /// Queues the alert for every target subscribed to `kind`: the ones
+    /// given at construction, plus `also` (e.g. the alert hooks of the
+    /// policy governing `key`). A URL gets each alert once.
     void notify(const std::string& kind, const std::string& key, const std::string& message,
-                nlohmann::json details = nlohmann::json::object());
+                nlohmann::json details = nlohmann::json::object(), const std::vector<Target>& also = {});
     [[nodiscard]] std::size_t pending();
 
 private:
@@ -51,7 +54,7 @@ private:
         std::string body;
         int attempts = 0;
         std::chrono::steady_clock::time_point due;
-        std::size_t target = 0;
+        std::string url;
     };
     void run();
     bool post(const std::string& url, const std::string& body);

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Per-policy alert hooks, end to end (runs under tests/with-token.sh):
+#
+#   alert_hooks_test.sh /abs/keywardend /abs/hsm-keytool
+#
+# A local webhook receiver (tests/webhook_receiver.py) records every POST by
+# path: /global is the [alerts] webhook, /hook-a and /hook-b are the
+# alert_hooks of policies team-a and team-b. keywardend's scheduler runs every
+# second. A team-a key is made to fail its rotation for real: the policy's
+# jwks_lead holds the rotation in "published", and the key is marked compromised
+# meanwhile, so the new version cannot be promoted.
+#
+# 1. No kinds filter: rotation_failed for the team-a key reaches /hook-a and
+#    /global, never /hook-b; key_expiring for a team-b key reaches /hook-b and
+#    /global (once, though team-b lists /global as a hook too), never
+#    /hook-a; a key no policy governs reaches /global only.
+# 2. kinds = ["key_expiring"]: a second rotation failure reaches no one,
+#    while key_expiring alerts (sent again after the restart) still arrive.
+set -euo pipefail
+
+D=${1:?usage: alert_hooks_test.sh /path/to/keywardend /path/to/hsm-keytool}
+K=${2:?usage: alert_hooks_test.sh /path/to/keywardend /path/to/hsm-keytool}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=server_setup.sh
+source "$here/server_setup.sh"
+
+LOG="$KW_TEST_DIR/deliveries.jsonl"
+: > "$LOG"
+"$PY" "$here/webhook_receiver.py" "$KW_TEST_DIR/receiver.port" "$LOG" &
+rpid=$!
+trap 'kill "$rpid" 2>/dev/null || true; cleanup' EXIT
+for _ in $(seq 1 50); do [ -s receiver.port ] && break; sleep 0.1; done
+[ -s receiver.port ] || fail "the webhook receiver did not start"
+R="http://127.0.0.1:$(cat receiver.port)"
+ok "webhook receiver listening on $R"
+
+# deliveries PYTHON_EXPR: exit 0 when EXPR holds over the deliveries so far:
+# d = the recorded POSTs, n(path, kind, key) = how many went to path with
+# that kind and key.
+deliveries() {
+  "$PY" - "$LOG" "$1" <<'PYEOF'
+import json, sys
+d = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+def n(path, kind, key):
+    return sum(1 for x in d if x["path"] == path and x["body"].get("kind") == kind and x["body"].get("key") == key)
+sys.exit(0 if eval(sys.argv[2]) else 1)
+PYEOF
+}
+# dcheck DESCRIPTION PYTHON_EXPR: one check over the deliveries.
+dcheck() {
+  deliveries "$2" 2>>err || fail "$1: $2 (deliveries: $(cat "$LOG"))"
+  ok "$1"
+}
+# wait_for SECONDS DESCRIPTION PYTHON_EXPR: polls until EXPR holds.
+wait_for() {
+  local i
+  for i in $(seq 1 $(($1 * 5))); do
+    if deliveries "$3" 2>/dev/null; then ok "$2"; return 0; fi
+    sleep 0.2
+  done
+  fail "$2: not within $1 s: $3 (deliveries: $(cat "$LOG"))"
+}
+# fail_rotation KEY: creates a team-a key, waits for the scheduler to start its
+# rotation and hold it in "published" (jwks_lead), marks the key compromised, and
+# waits for the scheduler to record the rotation as failed.
+fail_rotation() {
+  local key=$1 i state=""
+  expect 201 "create $key" POST /v1/admin/keys "{\"name\": \"$key\", \"type\": \"hmac\", \"labels\": {\"team\": \"a\"}}" "$ADMIN"
+  for i in $(seq 1 100); do
+    expect 200 "rotation of $key" GET "/v1/admin/keys/$key/rotation" "" "$ADMIN"
+    state=$(jget '(j["rotation"] or {}).get("state", "")')
+    [ "$state" = published ] && break
+    sleep 0.2
+  done
+  [ "$state" = published ] || fail "the scheduler did not start rotating $key within 20 s (state '$state')"
+  ok "the scheduler started rotating $key under team-a and holds it in published (jwks_lead)"
+  expect 200 "compromise $key" POST "/v1/admin/keys/$key/compromise" '{"reason": "alert hook test"}' "$ADMIN"
+  for i in $(seq 1 100); do
+    expect 200 "rotation of $key" GET "/v1/admin/keys/$key/rotation" "" "$ADMIN"
+    [ "$(jget 'j["rotation"]["outcome"]')" = failed ] && break
+    sleep 0.2
+  done
+  jcheck "the rotation of $key failed (the new version could not be promoted)" \
+    'j["rotation"]["outcome"] == "failed" and j["rotation"]["strategy"] == "OVERLAPPING"'
+}
+
+# start_alerting DAEMON_LOG [KINDS]: keywardend with [alerts] webhooks =
+# [/global], kinds = KINDS (a TOML array) when given, and a 1 s scheduler.
+start_alerting() {
+  local conf="$KW_TEST_DIR/alerts-$1.toml"
+  {
+    printf '[alerts]\nwebhooks = ["%s/global"]\n' "$R"
+    [ -n "${2-}" ] && printf 'kinds = %s\n' "$2"
+    printf '\n[rotation]\ncheck_interval = 1\n'
+  } > "$conf"
+  start_daemon "$1" --config "$conf"
+  ok "keywardend started: webhooks = [/global], kinds = ${2:-all}"
+}
+
+must "init" "$K" init
+must "issue the admin token" "$K" token issue --name admin --scope admin --out admin.tok
+ADMIN=$(cat admin.tok)
+cat > policies.toml <<EOF2
+[[policy]]
+name = "team-a"
+priority = 10
+strategy = "OVERLAPPING"
+cryptoperiod = "3s"
+jwks_lead = "3s"
+alert_hooks = ["$R/hook-a"]
+
+[policy.match]
+labels = { team = "a" }
+
+[[policy]]
+name = "team-b"
+priority = 10
+strategy = "OVERLAPPING"
+cryptoperiod = "30d"
+alert_hooks = ["$R/hook-b", "$R/global"]
+
+[policy.match]
+labels = { team = "b" }
+EOF2
+must "policy apply (team-a: 3 s cryptoperiod, hook-a; team-b: hook-b)" "$K" policy apply policies.toml
+must "generate b-exp (team-b, expires in 1 h)" "$K" generate --type hmac --name b-exp --label team=b --expires-in 1h
+must "generate loose-exp (no policy, expires in 1 h)" "$K" generate --type hmac --name loose-exp --expires-in 1h
+
+# ==================================================================================
+# 1. Every kind
+# ==================================================================================
+start_alerting daemon-1.log
+fail_rotation a-rot
+wait_for 10 "rotation_failed for a-rot reached /hook-a and /global" \
+  'n("/hook-a", "rotation_failed", "a-rot") >= 1 and n("/global", "rotation_failed", "a-rot") >= 1'
+wait_for 10 "key_expiring for b-exp reached /hook-b and /global; loose-exp reached /global" \
+  'n("/hook-b", "key_expiring", "b-exp") >= 1 and n("/global", "key_expiring", "b-exp") >= 1 and n("/global", "key_expiring", "loose-exp") >= 1'
+sleep 1.5  # anything misrouted or duplicated would have arrived by now
+dcheck "rotation_failed for a-rot: once to /hook-a, once to /global, never to /hook-b" \
+  'n("/hook-a", "rotation_failed", "a-rot") == 1 and n("/global", "rotation_failed", "a-rot") == 1 and n("/hook-b", "rotation_failed", "a-rot") == 0'
+dcheck "the rotation_failed alert names the policy, the strategy and the versions" \
+  'all(x["body"]["details"]["policy"] == "team-a" and x["body"]["details"]["strategy"] == "OVERLAPPING" and x["body"]["details"]["from"] and x["body"]["details"]["to"] for x in d if x["body"]["kind"] == "rotation_failed")'
+dcheck "key_expiring for b-exp: once to /hook-b, once to /global (listed twice, sent once), never to /hook-a" \
+  'n("/hook-b", "key_expiring", "b-exp") == 1 and n("/global", "key_expiring", "b-exp") == 1 and n("/hook-a", "key_expiring", "b-exp") == 0'
+dcheck "key_expiring for loose-exp (no policy): /global only" \
+  'n("/global", "key_expiring", "loose-exp") == 1 and n("/hook-a", "key_expiring", "loose-exp") == 0 and n("/hook-b", "key_expiring", "loose-exp") == 0'
+dcheck "/hook-a heard only about team-a keys, /hook-b only about team-b keys" \
+  'all(x["body"]["key"].startswith("a-") for x in d if x["path"] == "/hook-a") and all(x["body"]["key"].startswith("b-") for x in d if x["path"] == "/hook-b")'
+expect 200 "metrics" GET /metrics
+grep -q '^keywarden_alerts_total{kind="rotation_failed",outcome="delivered"} 2$' out \
+  || fail "keywarden_alerts_total{kind=rotation_failed,outcome=delivered} is not 2: $(grep alerts_total out)"
+ok "metrics count 2 rotation_failed deliveries (hook-a and global)"
+stop_daemon
+[ "$drc" = 0 ] || fail "keywardend exited $drc after SIGTERM"
+
+# ==================================================================================
+# 2. kinds = ["key_expiring"]: the filter applies to policy hooks too
+# ==================================================================================
+: > "$LOG"
+start_alerting daemon-2.log '["key_expiring"]'
+fail_rotation a-rot2
+wait_for 10 "key_expiring alerts still reach /hook-b and /global after the restart" \
+  'n("/hook-b", "key_expiring", "b-exp") == 1 and n("/global", "key_expiring", "b-exp") == 1'
+sleep 2
+dcheck "no rotation_failed anywhere, not even to team-a's hook" \
+  'not any(x["body"]["kind"] == "rotation_failed" for x in d)'
+expect 200 "metrics" GET /metrics
+grep -q 'keywarden_rotations_total{outcome="failed"} 1' out || fail "the second rotation did not fail as arranged: $(grep rotations_total out)"
+ok "the filtered rotation did fail (keywarden_rotations_total{outcome=\"failed\"} 1)"
+stop_daemon
+[ "$drc" = 0 ] || fail "keywardend exited $drc after SIGTERM"
+must "audit verify" "$K" audit verify
+echo "all $checks alert_hooks checks passed in $(($(date +%s) - t_begin)) s"
