@@ -452,7 +452,16 @@ def main():
             for i in range(12):
                 key, mech = work[(t + i) % len(work)]
                 msg = f"thread {t} message {i}".encode()
-                sig = bytes(ts.sign(keys[key], msg, PyKCS11.Mechanism(CKM[mech])))
+                # keywardend rate-limits a credential (100 signs a second by
+                # default): retry a CKR_FUNCTION_REJECTED after a pause.
+                for _ in range(200):
+                    try:
+                        sig = bytes(ts.sign(keys[key], msg, PyKCS11.Mechanism(CKM[mech])))
+                        break
+                    except PyKCS11.PyKCS11Error as e:
+                        if e.value != CKR["CKR_FUNCTION_REJECTED"]:
+                            raise
+                        time.sleep(0.05)
                 with lock:
                     results.append((key, mech, msg, sig))
             ts.closeSession()
