@@ -10,6 +10,11 @@ CK_RV FindObjectsInit(CK_SESSION_HANDLE session, CK_ATTRIBUTE_PTR templ, CK_ULON
     auto s = m->session(session);
     if (s == nullptr) return CKR_SESSION_HANDLE_INVALID;
     if (templ == nullptr && count != 0) return CKR_ARGUMENTS_BAD;
+    // An entry that claims a value but has no buffer would be compared
+    // through a NULL pointer.
+    for (CK_ULONG i = 0; i < count; ++i) {
+        if (templ[i].pValue == nullptr && templ[i].ulValueLen != 0) return CKR_ARGUMENTS_BAD;
+    }
     std::lock_guard lock(s->mutex);
     if (s->finding) return CKR_OPERATION_ACTIVE;
     s->found.clear();

@@ -11,10 +11,13 @@ constexpr CK_FLAGS kSV = CKF_SIGN | CKF_VERIFY;
 constexpr CK_FLAGS kEc = kSV | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS;
 
 // Key sizes as the spec wants them: bits for RSA and EC, bytes for HMAC keys.
+// An HMAC key must be at least as long as the hash's output (RFC 2104 section
+// 3; SoftHSM refuses shorter ones with CKR_KEY_SIZE_RANGE): keywarden's 32-byte
+// HMAC keys serve CKM_SHA256_HMAC only, and C_SignInit says so.
 const std::array<MechanismSpec, 16> kMechanisms{{
-    {CKM_SHA256_HMAC, Family::hmac, {16, 512, kSV}, nullptr, false},
-    {CKM_SHA384_HMAC, Family::hmac, {16, 512, kSV}, nullptr, false},
-    {CKM_SHA512_HMAC, Family::hmac, {16, 512, kSV}, nullptr, false},
+    {CKM_SHA256_HMAC, Family::hmac, {32, 512, kSV}, nullptr, false},
+    {CKM_SHA384_HMAC, Family::hmac, {48, 512, kSV}, nullptr, false},
+    {CKM_SHA512_HMAC, Family::hmac, {64, 512, kSV}, nullptr, false},
     {CKM_ECDSA, Family::ec, {256, 384, kEc}, nullptr, true},
     {CKM_ECDSA_SHA256, Family::ec, {256, 384, kEc}, EVP_sha256, false},
     {CKM_ECDSA_SHA384, Family::ec, {256, 384, kEc}, EVP_sha384, false},

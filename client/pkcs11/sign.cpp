@@ -18,6 +18,15 @@ std::size_t signature_size(const Object& o, const Prepared& p) {
     }
 }
 
+// CKA_VALUE_LEN of a secret key (0 when absent).
+CK_ULONG hmac_key_bytes(const Object& o) {
+    auto it = o.attributes.find(CKA_VALUE_LEN);
+    if (it == o.attributes.end() || it->second.size() != sizeof(CK_ULONG)) return 0;
+    CK_ULONG n = 0;
+    std::memcpy(&n, it->second.data(), sizeof n);
+    return n;
+}
+
 CK_RV init(Module& m, Operation& op, CK_MECHANISM_PTR mechanism, CK_OBJECT_HANDLE key, bool signing) {
     if (op.active) return CKR_OPERATION_ACTIVE;
     if (mechanism == nullptr) return CKR_ARGUMENTS_BAD;
@@ -27,6 +36,9 @@ CK_RV init(Module& m, Operation& op, CK_MECHANISM_PTR mechanism, CK_OBJECT_HANDL
     Prepared p;
     if (CK_RV rv = prepare(*mechanism, p); rv != CKR_OK) return rv;
     if (p.spec->family != o->family) return CKR_KEY_TYPE_INCONSISTENT;
+    if (p.spec->family == wire::Family::hmac && hmac_key_bytes(*o) < p.spec->info.ulMinKeySize) {
+        return CKR_KEY_SIZE_RANGE;  // the token would refuse it at C_Sign, after the audit event
+    }
     // Private keys sign, public keys verify, secret (HMAC) keys do both.
     if (signing && o->cls == CKO_PUBLIC_KEY) return CKR_KEY_FUNCTION_NOT_PERMITTED;
     if (!signing && o->cls == CKO_PRIVATE_KEY) return CKR_KEY_FUNCTION_NOT_PERMITTED;
