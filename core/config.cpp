@@ -54,7 +54,7 @@ void apply_file(Config& c, const std::string& file) {
         throw Error(ErrorKind::config, where(file, e.source()) + ": " + std::string(e.description()));
     }
     c.source = file;
-    reject_unknown(file, root, "", {"hsm", "store", "keys", "audit", "server", "rotation", "alerts"});
+    reject_unknown(file, root, "", {"hsm", "store", "keys", "audit", "server", "rotation", "alerts", "limits"});
     auto section = [&](const char* name) -> const toml::table* {
         const toml::node* n = root.get(name);
         if (n == nullptr) return nullptr;
@@ -107,6 +107,21 @@ void apply_file(Config& c, const std::string& file) {
         read(file, *t, "unix_socket", c.unix_socket);
         read(file, *t, "local_socket", c.local_socket);
         read(file, *t, "local_max_connections", c.local_max_connections);
+    }
+    if (const auto* t = section("limits")) {
+        reject_unknown(file, *t, "limits",
+                       {"token_limit", "token_period_ms", "token_burst", "key_limit", "key_period_ms", "key_burst"});
+        read(file, *t, "token_limit", c.token_limit);
+        read(file, *t, "token_period_ms", c.token_period_ms);
+        c.token_burst = c.token_limit;
+        read(file, *t, "token_burst", c.token_burst);
+        read(file, *t, "key_limit", c.key_limit);
+        read(file, *t, "key_period_ms", c.key_period_ms);
+        c.key_burst = c.key_limit;
+        read(file, *t, "key_burst", c.key_burst);
+        for (auto v : {c.token_limit, c.token_period_ms, c.token_burst, c.key_limit, c.key_period_ms, c.key_burst}) {
+            if (v < 1) throw Error(ErrorKind::config, file + ": [limits] values must be at least 1");
+        }
     }
     if (const auto* t = section("alerts")) {
         reject_unknown(file, *t, "alerts", {"webhooks", "kinds", "verify_failed_per_minute"});

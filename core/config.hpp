@@ -48,6 +48,15 @@ struct Config {
     std::int64_t local_max_connections = 256;
 
     // [alerts]
+    // [limits]: default GCRA rate limits (a request costs 1 unless it says
+    // otherwise); the admin API changes them per token or key at run time.
+    std::int64_t token_limit = 100;  // per API token (credential)
+    std::int64_t token_period_ms = 1000;
+    std::int64_t token_burst = 100;
+    std::int64_t key_limit = 1000;  // per managed key
+    std::int64_t key_period_ms = 1000;
+    std::int64_t key_burst = 1000;
+
     std::vector<std::string> alert_webhooks;      // http(s) URLs that receive every alert kind
     std::vector<std::string> alert_kinds;         // limit to these kinds (empty = all)
     std::int64_t verify_failed_per_minute = 100;  // above this a verify_failed_spike alert fires

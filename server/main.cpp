@@ -102,8 +102,9 @@ int run(int argc, char** argv) {
     core::rotation::Engine engine(
         keys, tokens, policies, core::rotation::EngineOptions{std::string(host) + ":" + std::to_string(getpid()), 300});
     std::mutex rotation_mutex;
-    core::ratelimit::Gcra token_limits(core::ratelimit::Limit{100, 1000, 100});
-    core::ratelimit::Gcra key_limits(core::ratelimit::Limit{1000, 1000, 1000});
+    core::ratelimit::Gcra token_limits(
+        core::ratelimit::Limit{config.token_limit, config.token_period_ms, config.token_burst});
+    core::ratelimit::Gcra key_limits(core::ratelimit::Limit{config.key_limit, config.key_period_ms, config.key_burst});
     core::ratelimit::Gcra not_found_limits(core::ratelimit::Limit{30, 60000, 30});  // 30 unknown tokens a minute
     core::metrics::Registry metrics;
     std::atomic<bool> draining{false};

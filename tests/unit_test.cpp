@@ -1,8 +1,14 @@
 // Pure unit tests: no token, no store.
 #include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
 
 #include "core/clock.hpp"
+#include "core/config.hpp"
 #include "core/encoding.hpp"
+#include "core/error.hpp"
 #include "core/handle_cache.hpp"
 #include "core/types.hpp"
 
@@ -111,4 +117,41 @@ TEST_CASE("GCRA cost counts several units") {
     CHECK(g.take("k", 7).allowed);
     CHECK_FALSE(g.take("k", 4).allowed);
     CHECK(g.take("k", 3).allowed);
+}
+
+namespace {
+
+// A keywarden.toml with `body`, removed when the test ends.
+struct TempConfig {
+    explicit TempConfig(const std::string& body) {
+        char name[] = "/tmp/kwconfXXXXXX";
+        const int fd = mkstemp(name);
+        REQUIRE(fd >= 0);
+        ::close(fd);
+        path = name;
+        std::ofstream(path) << body;
+    }
+    ~TempConfig() { std::remove(path.c_str()); }
+    std::string path;
+};
+
+}  // namespace
+
+TEST_CASE("[limits] sets the default rate limits; bad values are refused with the file named") {
+    TempConfig good("[limits]\ntoken_limit = 5000\nkey_limit = 20\nkey_burst = 3\n");
+    const Config c = load_config(good.path);
+    CHECK(c.token_limit == 5000);
+    CHECK(c.token_burst == 5000);  // burst follows the limit unless given
+    CHECK(c.token_period_ms == 1000);
+    CHECK(c.key_limit == 20);
+    CHECK(c.key_burst == 3);
+
+    TempConfig zero("[limits]\ntoken_limit = 0\n");
+    CHECK_THROWS_WITH_AS(load_config(zero.path), doctest::Contains("[limits]"), Error);
+    TempConfig unknown("[limits]\ntoken_limt = 5\n");
+    CHECK_THROWS_WITH_AS(load_config(unknown.path), doctest::Contains("token_limt"), Error);
+    TempConfig local("[server]\nlocal_socket = \"/run/kw/local.sock\"\nlocal_max_connections = 8\n");
+    const Config l = load_config(local.path);
+    CHECK(l.local_socket == "/run/kw/local.sock");
+    CHECK(l.local_max_connections == 8);
 }
