@@ -32,7 +32,9 @@ struct ManagedKey {
     std::string name;
     KeyType type = KeyType::hmac;
     // Algorithm details: RSA size, EC curve, JWT alg (the JWT alg fixes the
-    // underlying algorithm: HS256 -> HMAC, ES256 -> P-256, ...).
+    // underlying algorithm: HS256 -> HMAC, ES256 -> P-256, ...). For a plain
+    // HMAC key rsa_bits holds the secret's size in bits (256, 384 or 512;
+    // 0 = 256): one size column serves both families.
     unsigned rsa_bits = 0;
     std::optional<Curve> curve;
     std::optional<JwtAlg> jwt_alg;

@@ -21,7 +21,11 @@ namespace {
 
 token::KeySpec spec_for(const ManagedKey& key) {
     switch (family_of(key)) {
-        case Family::hmac: return {token::KeyAlgorithm::generic_secret_256, 0};
+        case Family::hmac: {
+            token::KeySpec spec{token::KeyAlgorithm::generic_secret_256, 0};
+            if (key.type == KeyType::hmac && key.rsa_bits != 0) spec.secret_bytes = key.rsa_bits / 8;
+            return spec;
+        }
         case Family::rsa: return {token::KeyAlgorithm::rsa, key.rsa_bits};
         case Family::ecdsa:
             return {key.curve.value_or(Curve::p256) == Curve::p384 ? token::KeyAlgorithm::ec_p384
@@ -71,6 +75,11 @@ void validate(GenerateRequest& r) {
         case KeyType::rsa:
             if (r.rsa_bits != 2048 && r.rsa_bits != 3072 && r.rsa_bits != 4096) {
                 throw Error(ErrorKind::invalid_argument, "RSA size must be 2048, 3072 or 4096");
+            }
+            break;
+        case KeyType::hmac:
+            if (r.hmac_bits != 256 && r.hmac_bits != 384 && r.hmac_bits != 512) {
+                throw Error(ErrorKind::invalid_argument, "HMAC key size must be 256, 384 or 512 bits");
             }
             break;
         case KeyType::ecdsa:
@@ -196,6 +205,7 @@ ManagedKey KeyService::generate(const GenerateRequest& request) {
     key.name = r.name;
     key.type = r.type;
     key.rsa_bits = (family_of(ManagedKey{.type = r.type, .jwt_alg = r.jwt_alg}) == Family::rsa) ? r.rsa_bits : 0;
+    if (r.type == KeyType::hmac && r.hmac_bits != 256) key.rsa_bits = r.hmac_bits;
     key.curve = r.curve;
     key.jwt_alg = r.jwt_alg;
     key.scopes = r.scopes;

@@ -27,6 +27,9 @@ struct GenerateRequest {
     std::string name;
     KeyType type = KeyType::hmac;
     unsigned rsa_bits = 2048;
+    // Secret size of a plain HMAC key: 256, 384 or 512 bits. SoftHSM refuses
+    // HMAC-SHA384/512 with a key shorter than the hash output.
+    unsigned hmac_bits = 256;
     std::optional<Curve> curve;
     std::optional<JwtAlg> jwt_alg;
     std::vector<std::string> scopes;

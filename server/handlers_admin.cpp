@@ -65,7 +65,13 @@ Response create_key(App& app, const Request& r) {
     auto type = core::parse_key_type(require_string(body, "type"));
     if (!type) throw ApiError(400, "BAD_TYPE", "unknown key type");
     g.type = *type;
-    if (auto size = optional_int(body, "size")) g.rsa_bits = static_cast<unsigned>(*size);
+    if (auto size = optional_int(body, "size")) {
+        if (g.type == core::KeyType::hmac) {
+            g.hmac_bits = static_cast<unsigned>(*size);
+        } else {
+            g.rsa_bits = static_cast<unsigned>(*size);
+        }
+    }
     if (auto c = optional_string(body, "curve")) {
         g.curve = core::parse_curve(*c);
         if (!g.curve) throw ApiError(400, "BAD_CURVE", "curve must be P-256 or P-384");

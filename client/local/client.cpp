@@ -138,6 +138,7 @@ std::vector<KeyInfo> LocalClient::list_keys() {
         k.name = r.str();
         k.type = r.str();
         k.family = static_cast<wire::Family>(r.u8());
+        k.secret_bits = r.u32();
         k.can_sign = r.u8() != 0;
         k.signing_kid = r.str();
         k.versions.resize(r.u32());

@@ -44,6 +44,7 @@ struct KeyInfo {
     std::string name;
     std::string type;  // "hmac", "rsa", "ecdsa", "ed25519", "jwt_signing", ...
     wire::Family family = wire::Family::hmac;
+    std::uint32_t secret_bits = 0;  // HMAC keys: the secret's size
     bool can_sign = false;
     std::string signing_kid;
     std::vector<VersionInfo> versions;

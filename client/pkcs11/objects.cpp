@@ -187,7 +187,7 @@ void ObjectTable::refresh(const std::vector<client::KeyInfo>& keys, const std::s
         key_obj.attributes[CKA_ALWAYS_AUTHENTICATE] = bool_bytes(false);
         key_obj.attributes[CKA_WRAP_WITH_TRUSTED] = bool_bytes(false);
         if (secret) {
-            key_obj.attributes[CKA_VALUE_LEN] = ulong_bytes(32);
+            key_obj.attributes[CKA_VALUE_LEN] = ulong_bytes(k.secret_bits != 0 ? k.secret_bits / 8 : 32);
             key_obj.attributes[CKA_VALUE] = {};
             key_obj.sensitive = {CKA_VALUE};
         } else {

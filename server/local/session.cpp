@@ -223,6 +223,8 @@ void Session::list_keys(wire::Writer& out) {
             if (const auto* p = key.primary()) signing_kid = p->kid;
         }
         out.str(key.name).str(core::to_string(key.type)).u8(static_cast<std::uint8_t>(family(key)));
+        // HMAC: the secret's size (PKCS#11 CKA_VALUE_LEN); asymmetric keys carry theirs in the SPKI.
+        out.u32(core::family_of(key) == core::Family::hmac ? (key.rsa_bits != 0 ? key.rsa_bits : 256) : 0);
         out.u8(can_sign ? 1 : 0).str(signing_kid);
         std::uint32_t n = 0;
         for (const auto& v : key.versions) n += core::can_verify(v.state) ? 1 : 0;

@@ -45,8 +45,8 @@ int cmd_generate(Context& ctx, const Args& args) {
     std::vector<std::string> labels;
     desc.add_options()("type", po::value<std::string>()->required(), "hmac | rsa | ecdsa | ed25519 | jwt")(
         "name", po::value<std::string>()->required(), "unique key name")(
-        "size", po::value<unsigned>(), "RSA modulus bits: 2048, 3072, 4096")("curve", po::value<std::string>(),
-                                                                             "ECDSA curve: P-256 (default), P-384")(
+        "size", po::value<unsigned>(), "RSA modulus bits (2048, 3072, 4096) or HMAC secret bits (256, 384, 512)")(
+        "curve", po::value<std::string>(), "ECDSA curve: P-256 (default), P-384")(
         "alg", po::value<std::string>(), "JWT alg: HS256, RS256, PS256, ES256 (default), EdDSA")(
         "scope", po::value(&scopes)->composing(), "scope (repeat or comma-separate)")(
         "owner", po::value<std::string>(), "owning team or service")("label", po::value(&labels)->composing(),
@@ -61,9 +61,13 @@ int cmd_generate(Context& ctx, const Args& args) {
     if (!type) throw usage("unknown key type '" + vm["type"].as<std::string>() + "' (hmac, rsa, ecdsa, ed25519, jwt)");
     r.type = *type;
     if (vm.count("size")) {
-        if (r.type != core::KeyType::rsa && r.type != core::KeyType::jwt)
-            throw usage("--size applies to rsa keys only");
-        r.rsa_bits = vm["size"].as<unsigned>();
+        if (r.type == core::KeyType::hmac) {
+            r.hmac_bits = vm["size"].as<unsigned>();
+        } else if (r.type != core::KeyType::rsa && r.type != core::KeyType::jwt) {
+            throw usage("--size applies to rsa and hmac keys only");
+        } else {
+            r.rsa_bits = vm["size"].as<unsigned>();
+        }
     }
     if (vm.count("curve")) {
         if (r.type != core::KeyType::ecdsa) throw usage("--curve applies to ecdsa keys only");

@@ -63,7 +63,8 @@ void write_output(const std::optional<std::string>& path, const std::vector<std:
 
 std::string algorithm_text(const core::ManagedKey& key) {
     switch (key.type) {
-        case core::KeyType::hmac: return "HMAC-SHA256";
+        case core::KeyType::hmac:
+            return key.rsa_bits != 0 ? "HMAC (" + std::to_string(key.rsa_bits) + "-bit secret)" : "HMAC-SHA256";
         case core::KeyType::rsa: return "RSA-" + std::to_string(key.rsa_bits);
         case core::KeyType::ecdsa:
             return "ECDSA " + std::string(core::to_string(key.curve.value_or(core::Curve::p256)));
@@ -87,7 +88,7 @@ nlohmann::json key_json(const core::ManagedKey& key) {
     j["name"] = key.name;
     j["type"] = core::to_string(key.type);
     j["algorithm"] = algorithm_text(key);
-    if (key.rsa_bits != 0) j["rsa_bits"] = key.rsa_bits;
+    if (key.rsa_bits != 0) j[key.type == core::KeyType::hmac ? "hmac_bits" : "rsa_bits"] = key.rsa_bits;
     if (key.curve) j["curve"] = core::to_string(*key.curve);
     if (key.jwt_alg) j["jwt_alg"] = core::to_string(*key.jwt_alg);
     j["scopes"] = key.scopes;
