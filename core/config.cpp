@@ -102,9 +102,11 @@ void apply_file(Config& c, const std::string& file) {
         }
     }
     if (const auto* t = section("server")) {
-        reject_unknown(file, *t, "server", {"listen", "unix_socket"});
+        reject_unknown(file, *t, "server", {"listen", "unix_socket", "usage_flush_ms"});
         read(file, *t, "listen", c.listen);
         read(file, *t, "unix_socket", c.unix_socket);
+        read(file, *t, "usage_flush_ms", c.usage_flush_ms);
+        if (c.usage_flush_ms < 1) bad(file, *t->get("usage_flush_ms"), "server.usage_flush_ms must be at least 1");
     }
     if (const auto* t = section("alerts")) {
         reject_unknown(file, *t, "alerts", {"webhooks", "kinds", "verify_failed_per_minute"});

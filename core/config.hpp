@@ -42,6 +42,9 @@ struct Config {
     // [server]
     std::string listen = "127.0.0.1:8443";
     std::string unix_socket;
+    // Use counts of unlimited API tokens are written in one batch this often;
+    // a kill -9 loses at most this much of them (docs/operations.md).
+    std::int64_t usage_flush_ms = 1000;
 
     // [alerts]
     std::vector<std::string> alert_webhooks;      // http(s) URLs that receive every alert kind

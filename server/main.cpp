@@ -4,8 +4,8 @@
 //
 // Holds the one HSM session, the store and the audit log; serves the HTTP
 // API (docs/api.md) on TCP and a unix socket; runs the rotation scheduler.
-// SIGTERM/SIGINT: stop accepting, finish in-flight requests, flush the audit
-// log, exit 0. SIGHUP: reload rotation policies from the store.
+// SIGTERM/SIGINT: stop accepting, finish in-flight requests, flush token use
+// counts and the audit log, exit 0. SIGHUP: reload rotation policies from the store.
 #include <pwd.h>
 #include <signal.h>
 #include <unistd.h>
@@ -88,7 +88,9 @@ int run(int argc, char** argv) {
     lo.checkpoint_seconds = config.checkpoint_seconds;
     core::audit::Log audit(sink, audit_keys, clock, lo);
     core::KeyService keys(token, *store, roots, clock, audit, "keywardend", config.handle_cache_size);
-    core::tokens::TokenService tokens(keys);
+    // Declared after the store, so it is destroyed (and flushes) before it.
+    core::tokens::UsageAccumulator usage(*store, std::chrono::milliseconds(config.usage_flush_ms));
+    core::tokens::TokenService tokens(keys, &usage);
     auto doc = store->policy_document();
     core::rotation::PolicySet policies =
         doc ? core::rotation::PolicySet::parse(doc->second, doc->first) : core::rotation::PolicySet{};
@@ -100,6 +102,7 @@ int run(int argc, char** argv) {
     core::ratelimit::Gcra token_limits(core::ratelimit::Limit{100, 1000, 100});
     core::ratelimit::Gcra key_limits(core::ratelimit::Limit{1000, 1000, 1000});
     core::ratelimit::Gcra not_found_limits(core::ratelimit::Limit{30, 60000, 30});  // 30 unknown tokens a minute
+    core::ratelimit::DenialSampler denials;  // 10 per key per minute audited, then 1 in 100
     core::metrics::Registry metrics;
     std::atomic<bool> draining{false};
 
@@ -135,8 +138,8 @@ int run(int argc, char** argv) {
     core::alerts::Dispatcher alerts(targets, metrics);
     std::atomic<std::int64_t> failures_minute{0};
     std::atomic<std::int64_t> failures_count{0};
-    server::App app{config,  token,    *store,         audit,           keys,          tokens,
-                    engine,  policies, rotation_mutex, token_limits,    key_limits,    not_found_limits,
+    server::App app{config,  token,    *store,         audit,           keys,          tokens,           usage,
+                    engine,  policies, rotation_mutex, token_limits,    key_limits,    not_found_limits, denials,
                     metrics, draining, alerts,         failures_minute, failures_count};
     server::HttpOptions ho;
     ho.listen = config.listen;
@@ -217,6 +220,11 @@ int run(int argc, char** argv) {
         }
         stop_cv.notify_all();
         scheduler.join();
+        try {
+            usage.flush();
+        } catch (const std::exception& e) {
+            log_line(std::string("could not flush token use counts: ") + e.what());
+        }
         audit.checkpoint_now();
         log_line("stopped cleanly");
         return 0;
