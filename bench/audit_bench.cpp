@@ -57,6 +57,7 @@
 #include "core/root_keys.hpp"
 #include "core/store/sqlite/database.hpp"
 #include "core/store/sqlite/migrations.hpp"
+#include "core/store/sqlite/wal_checkpointer.hpp"
 #include "core/store/store.hpp"
 #include "core/tokens/token_service.hpp"
 #include "token/error.hpp"
@@ -916,9 +917,11 @@ int phase_verify_path(const Settings& st) {
     auto token = open_token(4);  // keywardend's 4 HTTP workers share the pool the same way
     const auto roots = kw::core::load_root_keys(*token);
     const std::string path = st.dir + "/verify-path.db";
-    auto store = kw::core::open_store("sqlite:" + path);
-    // As keywardend: the audit log in the store file, on its own connection.
-    audit::SqliteSink same_file(path, audit::Durability::process);
+    // As keywardend: the audit log in the store file, on its own connection,
+    // WAL checkpoints in the background (never inside a commit).
+    auto store = kw::core::open_store("sqlite:" + path, kw::core::StoreOptions{2000, false});
+    audit::SqliteSink same_file(path, audit::Durability::process, 5000, false);
+    kw::core::sqlite::WalCheckpointer checkpointer(path, std::chrono::milliseconds(200));
     audit::SqliteSink other_file(st.dir + "/verify-path-audit.db", audit::Durability::process);
     DiscardSink discard;
     VerifyStack a(*token, *store, roots, same_file);

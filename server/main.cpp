@@ -22,6 +22,7 @@
 #include "core/audit/sqlite_sink.hpp"
 #include "core/error.hpp"
 #include "core/root_keys.hpp"
+#include "core/store/sqlite/wal_checkpointer.hpp"
 #include "server/http_server.hpp"
 #include "token/error.hpp"
 #include "token/pin.hpp"
@@ -76,11 +77,14 @@ int run(int argc, char** argv) {
     ::unsetenv(config.pin_env.c_str());  // nothing we start later inherits it
 
     core::RootKeys roots = core::load_root_keys(token);
-    auto store = core::open_store(config.store_url, core::StoreOptions{config.busy_timeout_ms});
+    // WAL checkpoints run in the background, never inside a commit a request
+    // waits on (wal_checkpointer.hpp).
+    auto store = core::open_store(config.store_url, core::StoreOptions{config.busy_timeout_ms, false});
+    const std::string store_path = core::audit::sqlite_path_from_url(config.store_url);
     core::audit::SqliteSink sink(
-        core::audit::sqlite_path_from_url(config.store_url),
-        config.durability == "power" ? core::audit::Durability::power : core::audit::Durability::process,
-        config.busy_timeout_ms);
+        store_path, config.durability == "power" ? core::audit::Durability::power : core::audit::Durability::process,
+        config.busy_timeout_ms, false);
+    core::sqlite::WalCheckpointer checkpointer(store_path, std::chrono::milliseconds(200));
     core::audit::Keys audit_keys(token, roots);
     core::SystemClock clock;
     core::audit::LogOptions lo;

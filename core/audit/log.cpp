@@ -118,14 +118,18 @@ void Log::write(Batch& batch) {
         std::string prev = head ? head->hash : std::string();
         std::vector<std::string> hashes;
         hashes.reserve(batch.records.size());
+        out.events.reserve(batch.records.size());
+        // The records are not needed after this batch: move their strings.
+        // (A retry after a busy store rebuilds from a fresh head, but never
+        // from these records: a failed batch is reported to its callers.)
         for (auto& r : batch.records) {
             Event e;
             e.type = r.type;
-            e.actor = r.actor;
-            e.key = r.key;
-            e.kid = r.kid;
-            e.operation = r.operation;
-            e.outcome = r.outcome;
+            e.actor = std::move(r.actor);
+            e.key = std::move(r.key);
+            e.kid = std::move(r.kid);
+            e.operation = std::move(r.operation);
+            e.outcome = std::move(r.outcome);
             e.details = r.details.dump();
             e.seq = ++seq;
             e.time = now;

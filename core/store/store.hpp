@@ -168,6 +168,9 @@ public:
 
 struct StoreOptions {
     int busy_timeout_ms = 2000;  // how long to wait for another writer before store_locked
+    // false: commits never checkpoint the WAL; a sqlite::WalCheckpointer
+    // (keywardend) must then do it in the background.
+    bool auto_checkpoint = true;
 };
 
 /// Opens the store named by `url`: "sqlite:PATH" or "sqlite://PATH" (a bare

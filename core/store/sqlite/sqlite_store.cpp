@@ -26,6 +26,7 @@ SqliteStore::SqliteStore(const std::string& path, const StoreOptions& options)
     db_.exec("PRAGMA journal_mode=WAL");
     db_.exec("PRAGMA synchronous=NORMAL");
     db_.exec("PRAGMA foreign_keys=ON");
+    if (!options.auto_checkpoint) sqlite3_wal_autocheckpoint(db_.get(), 0);
     schema_version_ = migrate(db_);
 }
 
