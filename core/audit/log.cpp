@@ -16,31 +16,20 @@ Log::Log(Sink& sink, Keys& keys, const Clock& clock, LogOptions options)
     } else {
         last_checkpoint_time_ = clock_.now();
     }
-    writer_ = std::thread([this] { run(); });
 }
 
 Log::~Log() {
-    {
-        std::lock_guard lock(mutex_);
-        stopping_ = true;
-    }
-    work_.notify_all();
-    if (writer_.joinable()) writer_.join();
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
 }
 
 std::uint64_t Log::record(Record record) {
-    std::shared_ptr<BatchState> state;
-    std::size_t index = 0;
-    {
-        std::unique_lock lock(mutex_);
-        if (stopping_) throw Error(ErrorKind::audit_failure, "audit log is shutting down");
-        index = pending_.records.size();
-        pending_.records.push_back(std::move(record));
-        state = pending_.state;
-    }
-    work_.notify_one();
     std::unique_lock lock(mutex_);
-    done_.wait(lock, [&] { return state->done; });
+    if (stopping_) throw Error(ErrorKind::audit_failure, "audit log is shutting down");
+    const std::size_t index = pending_.records.size();
+    pending_.records.push_back(std::move(record));
+    const std::shared_ptr<BatchState> state = pending_.state;
+    lead(lock, state);
     if (!state->error.empty()) {
         // Either way the operation is refused (fail closed); a busy store is
         // reported as such so callers can tell "retry" from "broken".
@@ -51,18 +40,41 @@ std::uint64_t Log::record(Record record) {
 }
 
 void Log::checkpoint_now() {
-    std::shared_ptr<BatchState> state;
-    {
-        std::lock_guard lock(mutex_);
-        pending_.force_checkpoint = true;
-        state = pending_.state;
-    }
-    work_.notify_one();
     std::unique_lock lock(mutex_);
-    done_.wait(lock, [&] { return state->done; });
+    pending_.force_checkpoint = true;
+    const std::shared_ptr<BatchState> state = pending_.state;
+    lead(lock, state);
     if (!state->error.empty()) {
         if (state->locked) throw Error(ErrorKind::store_locked, "audit checkpoint failed: " + state->error);
         throw Error(ErrorKind::audit_failure, "audit checkpoint failed: " + state->error);
+    }
+}
+
+void Log::lead(std::unique_lock<std::mutex>& lock, const std::shared_ptr<BatchState>& state) {
+    while (!state->done) {
+        if (writing_) {
+            done_.wait(lock);  // another leader's batch; ours may be the next
+            continue;
+        }
+        // Lead: take everything queued (ours included) as one batch.
+        writing_ = true;
+        Batch batch = std::move(pending_);
+        pending_ = Batch{};
+        lock.unlock();
+        try {
+            write(batch);
+        } catch (const Error& e) {
+            batch.state->error = e.what();
+            batch.state->locked = e.kind() == ErrorKind::store_locked;
+        } catch (const std::exception& e) {
+            batch.state->error = e.what();
+            if (batch.state->error.empty()) batch.state->error = "unknown error";
+        }
+        lock.lock();
+        batch.state->done = true;
+        writing_ = false;
+        // Wakes the batch's callers, and those queued meanwhile: one of them leads next.
+        done_.notify_all();
     }
 }
 
@@ -74,36 +86,6 @@ std::uint64_t Log::head_seq() {
 std::size_t Log::queue_depth() {
     std::lock_guard lock(mutex_);
     return pending_.records.size();
-}
-
-void Log::run() {
-    for (;;) {
-        Batch batch;
-        {
-            std::unique_lock lock(mutex_);
-            work_.wait(lock, [&] { return stopping_ || !pending_.records.empty() || pending_.force_checkpoint; });
-            if (pending_.records.empty() && !pending_.force_checkpoint) {
-                if (stopping_) return;
-                continue;
-            }
-            batch = std::move(pending_);
-            pending_ = Batch{};
-        }
-        try {
-            write(batch);
-        } catch (const Error& e) {
-            batch.state->error = e.what();
-            batch.state->locked = e.kind() == ErrorKind::store_locked;
-        } catch (const std::exception& e) {
-            batch.state->error = e.what();
-            if (batch.state->error.empty()) batch.state->error = "unknown error";
-        }
-        {
-            std::lock_guard lock(mutex_);
-            batch.state->done = true;
-        }
-        done_.notify_all();
-    }
 }
 
 void Log::write(Batch& batch) {
@@ -150,7 +132,7 @@ void Log::write(Batch& batch) {
         }
         return out;
     });
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(mutex_);  // head_seq() and queue_depth() read under it
     if (!built.events.empty()) {
         batch.state->first_seq = built.events.front().seq;
         head_seq_ = built.events.back().seq;

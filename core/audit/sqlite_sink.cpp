@@ -87,7 +87,7 @@ void SqliteSink::append(std::span<const Event> events, const std::optional<Check
 Sink::Batch SqliteSink::append_at_head(
     const std::function<Batch(const std::optional<Event>&, const std::optional<Checkpoint>&)>& build) {
     sqlite::Transaction tx(db_);  // BEGIN IMMEDIATE: no other writer until commit
-    // Only the writer thread appends: it may use the cached statements.
+    // Only one Log leader appends at a time: it may use the cached statements.
     std::optional<Event> head;
     std::optional<Checkpoint> cp;
     {

@@ -1,6 +1,6 @@
 #pragma once
 // Audit events in the SQLite store file, on a connection of their own so the
-// writer thread never waits on the key store's mutex.
+// audit writer (the Log leader) never waits on the key store's mutex.
 //
 // Durability: "process" = WAL + synchronous=NORMAL (a commit survives kill -9
 // of any process); "power" = synchronous=FULL (also fsync'd, survives power
@@ -37,7 +37,7 @@ private:
     void insert(std::span<const Event> events, const std::optional<Checkpoint>& checkpoint);
 
     sqlite::Database db_;
-    sqlite::StatementCache writer_;  // the writer thread's head reads, prepared once
+    sqlite::StatementCache writer_;  // the appending leader's head reads, prepared once
     std::unique_ptr<sqlite::Statement> insert_event_;
     std::unique_ptr<sqlite::Statement> insert_checkpoint_;
 };

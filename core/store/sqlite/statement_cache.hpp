@@ -4,7 +4,7 @@
 // running these short statements.
 //
 // Not thread-safe: the owner serialises access (SqliteStore holds its mutex,
-// the audit sink is used by its writer thread only).
+// the audit sink by one Log leader at a time).
 #include <memory>
 #include <string>
 #include <unordered_map>

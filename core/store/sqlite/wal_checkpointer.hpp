@@ -3,7 +3,7 @@
 //
 // By default SQLite checkpoints inside the COMMIT that pushes the WAL past
 // 1,000 pages, and with synchronous=NORMAL that checkpoint fsyncs: the
-// committing thread (for keywardend, the audit writer every verification
+// committing thread (for keywardend, the audit leader every verification
 // waits on) stalls for milliseconds. Connections opened with
 // auto_checkpoint=false leave that to this thread, which runs PASSIVE
 // checkpoints on a connection of its own: they never block writers, and a
