@@ -46,6 +46,9 @@ struct Config {
     // module and the OpenSSL provider: a unix socket, "" disables it.
     std::string local_socket;
     std::int64_t local_max_connections = 256;
+    // Use counts of unlimited API tokens are written in one batch this often;
+    // a kill -9 loses at most this much of them (docs/operations.md).
+    std::int64_t usage_flush_ms = 1000;
 
     // [alerts]
     // [limits]: default GCRA rate limits (a request costs 1 unless it says

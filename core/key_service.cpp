@@ -415,7 +415,7 @@ SignResult KeyService::sign(std::string_view name, std::span<const std::uint8_t>
         throw;  // the event is not durable: the signature is withheld
     }
     if (failure) {
-        // Audited after the session went back to the pool: the audit writer
+        // Audited after the session went back to the pool: the audit leader
         // needs a session of its own for the event's MAC.
         audit(audit::EventType::key_used, key.name, v->kid, "sign", "error", {{"error", why}});
         std::rethrow_exception(failure);

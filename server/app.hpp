@@ -10,6 +10,7 @@
 #include "core/config.hpp"
 #include "core/key_service.hpp"
 #include "core/metrics/registry.hpp"
+#include "core/ratelimit/denial_sampler.hpp"
 #include "core/ratelimit/gcra.hpp"
 #include "core/rotation/engine.hpp"
 #include "core/tokens/token_service.hpp"
@@ -24,6 +25,7 @@ struct App {
     core::audit::Log& audit;
     core::KeyService& keys;
     core::tokens::TokenService& tokens;
+    core::tokens::UsageAccumulator& usage;  // unlimited tokens' use counts, not yet flushed
     core::rotation::Engine& engine;
     core::rotation::PolicySet& policies;
     std::mutex& rotation_mutex;
@@ -32,6 +34,7 @@ struct App {
     // Brute-force guard: NOT_FOUND answers per caller address; a caller that
     // exhausts it is refused (429 SLOW_DOWN) until its allowance refills.
     core::ratelimit::Gcra& not_found_limits;
+    core::ratelimit::DenialSampler& denials;  // which rate-limit denials are audited
     core::metrics::Registry& metrics;
     std::atomic<bool>& draining;
     core::alerts::Dispatcher& alerts;
@@ -55,6 +58,11 @@ Response admin(App& app, const Request& r, const std::string& path);
 Response metrics(App& app, const Request& r);
 Response healthz(App& app, const Request& r);
 Response readyz(App& app, const Request& r);
+
+/// Audits a rate-limit denial of `key` if the sampler picks it (adds
+/// "suppressed" to `details`). Throws like KeyService::audit.
+void audit_rate_limited(App& app, const std::string& key, const std::string& kid, const std::string& op,
+                        nlohmann::json details);
 
 /// Checks the Authorization bearer token for `scope`; throws ApiError with
 /// AUTH_MISSING / AUTH_MALFORMED / AUTH_INVALID / AUTH_EXPIRED / AUTH_REVOKED /

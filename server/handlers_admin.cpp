@@ -227,7 +227,8 @@ Response admin(App& app, const Request& r, const std::string& path) {
                 const auto now = app.keys.clock().now();
                 nlohmann::json toks = nlohmann::json::array();
                 for (const auto& v : key.versions) {
-                    if (auto rec = app.store.token_record(v.kid)) {
+                    // Counts not yet flushed are merged in, so the answer is exact.
+                    if (auto rec = app.usage.record(v.kid)) {
                         auto left = rec->remaining(now);
                         auto refill = rec->next_refill(now);
                         toks.push_back(
@@ -246,8 +247,10 @@ Response admin(App& app, const Request& r, const std::string& path) {
                                          last ? nlohmann::json(core::format_time(*last)) : nlohmann::json(nullptr)}});
                     }
                 }
-                return Response::json(
-                    {{"key", name}, {"versions", toks}, {"by_outcome", app.store.usage_by_outcome(name)}});
+                auto by_outcome = app.store.usage_by_outcome(name);
+                // Denials suppressed by sampling and not yet carried by an audited one.
+                if (auto pending = app.denials.pending(name); pending > 0) by_outcome["RATE_LIMITED"] += pending;
+                return Response::json({{"key", name}, {"versions", toks}, {"by_outcome", by_outcome}});
             }
             if (post) return key_action(app, r, name, action);
         }

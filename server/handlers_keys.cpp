@@ -43,7 +43,7 @@ core::tokens::Verification caller_for(App& app, const Request& r, const std::str
     auto d = app.key_limits.take(name);
     if (!d.allowed) {
         app.metrics.inc("keywarden_rate_limit_denials_total", {{"scope", "key"}});
-        app.keys.audit(core::audit::EventType::rate_limited, name, "", verb, "RATE_LIMITED", {{"caller", v.kid}});
+        audit_rate_limited(app, name, "", verb, {{"caller", v.kid}});
         throw ApiError(
             429, "RATE_LIMITED",
             "key '" + name + "' is over its rate limit; retry in " + std::to_string(d.retry_after_ms) + " ms");

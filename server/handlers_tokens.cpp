@@ -58,8 +58,7 @@ nlohmann::json verify_one(App& app, std::string_view token, const std::optional<
     }
     if (limited) {
         app.metrics.inc("keywarden_rate_limit_denials_total", {{"scope", "token"}});
-        app.keys.audit(core::audit::EventType::rate_limited, v.name, v.kid, "verify_token", "RATE_LIMITED",
-                       {{"retry_after_ms", rl.retry_after_ms}});
+        audit_rate_limited(app, v.name, v.kid, "verify_token", {{"retry_after_ms", rl.retry_after_ms}});
     }
     nlohmann::json j{{"code", code}, {"valid", v.code == VerifyCode::VALID}};
     if (!v.name.empty()) {

@@ -4,8 +4,8 @@
 //
 // Holds the one HSM session, the store and the audit log; serves the HTTP
 // API (docs/api.md) on TCP and a unix socket; runs the rotation scheduler.
-// SIGTERM/SIGINT: stop accepting, finish in-flight requests, flush the audit
-// log, exit 0. SIGHUP: reload rotation policies from the store.
+// SIGTERM/SIGINT: stop accepting, finish in-flight requests, flush token use
+// counts and the audit log, exit 0. SIGHUP: reload rotation policies from the store.
 #include <pwd.h>
 #include <signal.h>
 #include <unistd.h>
@@ -23,6 +23,7 @@
 #include "core/error.hpp"
 #include "core/root_keys.hpp"
 #include "server/alert_hooks.hpp"
+#include "core/store/sqlite/wal_checkpointer.hpp"
 #include "server/http_server.hpp"
 #include "server/local/local_server.hpp"
 #include "token/error.hpp"
@@ -81,11 +82,14 @@ int run(int argc, char** argv) {
     ::unsetenv(config.pin_env.c_str());  // nothing we start later inherits it
 
     core::RootKeys roots = core::load_root_keys(token);
-    auto store = core::open_store(config.store_url, core::StoreOptions{config.busy_timeout_ms});
+    // WAL checkpoints run in the background, never inside a commit a request
+    // waits on (wal_checkpointer.hpp).
+    auto store = core::open_store(config.store_url, core::StoreOptions{config.busy_timeout_ms, false});
+    const std::string store_path = core::audit::sqlite_path_from_url(config.store_url);
     core::audit::SqliteSink sink(
-        core::audit::sqlite_path_from_url(config.store_url),
-        config.durability == "power" ? core::audit::Durability::power : core::audit::Durability::process,
-        config.busy_timeout_ms);
+        store_path, config.durability == "power" ? core::audit::Durability::power : core::audit::Durability::process,
+        config.busy_timeout_ms, false);
+    core::sqlite::WalCheckpointer checkpointer(store_path, std::chrono::milliseconds(200));
     core::audit::Keys audit_keys(token, roots);
     core::SystemClock clock;
     core::audit::LogOptions lo;
@@ -93,7 +97,9 @@ int run(int argc, char** argv) {
     lo.checkpoint_seconds = config.checkpoint_seconds;
     core::audit::Log audit(sink, audit_keys, clock, lo);
     core::KeyService keys(token, *store, roots, clock, audit, "keywardend", config.handle_cache_size);
-    core::tokens::TokenService tokens(keys);
+    // Declared after the store, so it is destroyed (and flushes) before it.
+    core::tokens::UsageAccumulator usage(*store, std::chrono::milliseconds(config.usage_flush_ms));
+    core::tokens::TokenService tokens(keys, &usage);
     auto doc = store->policy_document();
     core::rotation::PolicySet policies =
         doc ? core::rotation::PolicySet::parse(doc->second, doc->first) : core::rotation::PolicySet{};
@@ -106,6 +112,7 @@ int run(int argc, char** argv) {
         core::ratelimit::Limit{config.token_limit, config.token_period_ms, config.token_burst});
     core::ratelimit::Gcra key_limits(core::ratelimit::Limit{config.key_limit, config.key_period_ms, config.key_burst});
     core::ratelimit::Gcra not_found_limits(core::ratelimit::Limit{30, 60000, 30});  // 30 unknown tokens a minute
+    core::ratelimit::DenialSampler denials;  // 10 per key per minute audited, then 1 in 100
     core::metrics::Registry metrics;
     std::atomic<bool> draining{false};
 
@@ -137,8 +144,8 @@ int run(int argc, char** argv) {
     core::alerts::Dispatcher alerts(server::global_targets(config), metrics);
     std::atomic<std::int64_t> failures_minute{0};
     std::atomic<std::int64_t> failures_count{0};
-    server::App app{config,  token,    *store,         audit,           keys,          tokens,
-                    engine,  policies, rotation_mutex, token_limits,    key_limits,    not_found_limits,
+    server::App app{config,  token,    *store,         audit,           keys,          tokens,           usage,
+                    engine,  policies, rotation_mutex, token_limits,    key_limits,    not_found_limits, denials,
                     metrics, draining, alerts,         failures_minute, failures_count};
     server::HttpOptions ho;
     ho.listen = config.listen;
@@ -234,6 +241,11 @@ int run(int argc, char** argv) {
         }
         stop_cv.notify_all();
         scheduler.join();
+        try {
+            usage.flush();
+        } catch (const std::exception& e) {
+            log_line(std::string("could not flush token use counts: ") + e.what());
+        }
         audit.checkpoint_now();
         log_line("stopped cleanly");
         return 0;

@@ -181,6 +181,11 @@ expect 10 "config file with an unknown key" "$K" --config bad.toml list
 stderr_has "bad.toml:3"
 stderr_has bogus_setting
 ok "config error names file:line and the key"
+printf '[server]\nusage_flush_ms = 0\n' > bad-flush.toml
+expect 10 "server.usage_flush_ms = 0" "$K" --config bad-flush.toml list
+stderr_has "usage_flush_ms must be at least 1"
+printf '[server]\nusage_flush_ms = 250\n' > flush.toml
+must "server.usage_flush_ms = 250 is accepted" "$K" --config flush.toml list
 
 # --- store locked by another process ---------------------------------------------
 printf '[store]\nbusy_timeout_ms = 200\n' > lock.toml

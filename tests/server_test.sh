@@ -420,6 +420,51 @@ jcheck "rate-limit refusals audited" '{(e["key"], e["op"]) for e in j["events"]}
 ok "both rate-limit refusals are audited (rate_limited events for svc and pay-hmac)"
 expect 200 "key limit back" PUT /v1/admin/limits '{"key": "pay-hmac", "limit": 1000, "period_ms": 1000, "burst": 1000}' "$ADMIN"
 
+# Denials are audited sampled (first 10 per key per minute, then 1 in 100),
+# each audited one carrying how many it suppressed; metrics count them all.
+expect 201 "issue flood" POST /v1/admin/tokens '{"name": "flood", "scopes": ["read_only"]}' "$ADMIN"
+FLOOD=$(jget 'j["token"]')
+FLOOD_KID=$(jget 'j["versions"][0]["kid"]')
+expect 200 "flood limit" PUT /v1/admin/limits "{\"token_kid\": \"$FLOOD_KID\", \"limit\": 1, \"period_ms\": 3600000, \"burst\": 1}" "$ADMIN"
+call GET /metrics
+denials_before=$($PY -c "import re; print(sum(float(m) for m in re.findall(r'^keywarden_rate_limit_denials_total\{[^}]*scope=\"token\"[^}]*\} (\S+)$', open('out').read(), re.M)))")
+"${CLIENT[@]}" burst "$HOST" "$PORT" POST /v1/tokens/verify "" "{\"token\": \"$FLOOD\"}" 251 >out 2>err || fail "burst of 251 verifications"
+$PY <<'EOF2' || fail "flood burst"
+import json, sys
+codes = [json.loads(l)["body"]["code"] for l in open("out") if l.strip()]
+if codes != ["VALID"] + ["RATE_LIMITED"] * 250:
+    sys.exit("codes: %s" % codes[:5])
+EOF2
+ok "flood: 1 VALID, then 250 RATE_LIMITED"
+expect 200 "audit flood" GET "/v1/admin/audit?key=flood&event=rate_limited" "" "$ADMIN"
+$PY <<'EOF2' || fail "rate-limit denials are not sampled as documented"
+import json, sys
+ev = json.load(open("out"))["events"]
+n = len(ev)
+sup = [json.loads(e["details"])["suppressed"] if isinstance(e["details"], str) else e["details"]["suppressed"] for e in ev]
+# denials 1-10 audited, then the 110th and the 210th: 12 events for 250 denials
+if n != 12:
+    sys.exit("%d rate_limited events for 250 denials, want 12" % n)
+if sup != [0] * 10 + [99, 99]:
+    sys.exit("suppressed counts %s, want ten 0 then 99 99" % sup)
+if any(e["op"] != "verify_token" or e["outcome"] != "RATE_LIMITED" for e in ev):
+    sys.exit("bad events: %s" % ev[:2])
+EOF2
+ok "250 denials -> 12 rate_limited audit events (10, then 1 in 100) carrying 0 x 10, 99, 99 suppressed"
+expect 200 "usage flood" GET /v1/admin/keys/flood/usage "" "$ADMIN"
+jcheck "usage by outcome counts every denial: 12 audited + 198 carried + 40 pending = 250" \
+  'j["by_outcome"].get("RATE_LIMITED") == 250 and j["by_outcome"].get("VALID") == 1'
+expect 200 "audit verify_failed flood" GET "/v1/admin/audit?key=flood&event=verify_failed" "" "$ADMIN"
+jcheck "a denial is not audited twice (no verify_failed RATE_LIMITED events)" 'j["events"] == []'
+call GET /metrics
+$PY - "$denials_before" <<'EOF2' || fail "metrics do not count every denial"
+import re, sys
+after = sum(float(m) for m in re.findall(r'^keywarden_rate_limit_denials_total\{[^}]*scope="token"[^}]*\} (\S+)$', open("out").read(), re.M))
+if after - float(sys.argv[1]) != 250:
+    sys.exit("token denials went from %s to %s, want +250" % (sys.argv[1], after))
+EOF2
+ok "metrics count all 250 denials"
+
 # ==================================================================================
 # Provisioning and max_uses tokens
 # ==================================================================================
@@ -576,6 +621,9 @@ ok "7 tokens with ~1 MB of scopes each issued (GET /v1/admin/keys is now > 6 MB)
 svc_events_before=$(svc_valid_events)
 "${CLIENT[@]}" slowread "$HOST" "$PORT" /v1/admin/keys "$ADMIN" 3 >slowread.json 2>slowread.err &
 slowread_pid=$!
+# The load must not meet pay-ecdsa's default key limit (1,000/s): 20 threads
+# sign faster than that since verifications stopped writing the store.
+expect 200 "lift pay-ecdsa limit" PUT /v1/admin/limits '{"key": "pay-ecdsa", "limit": 1000000, "period_ms": 1000, "burst": 1000000}' "$ADMIN"
 "${CLIENT[@]}" load "$HOST" "$PORT" "$dpid" SIGTERM 1.5 20 "$SVC" mixed >out 2>err || fail "load client"
 cp out load-sigterm.json
 wait "$slowread_pid" || { cat slowread.err >&2; fail "slowread client failed"; }
@@ -667,10 +715,19 @@ events=$(jget 'sum(1 for e in j["events"] if e["op"] == "verify_token" and e["ou
 echo "# SIGKILL: $events VALID verification events audited for 'counted'"
 [ "$events" -ge "$valid" ] && [ "$events" -le "$uses" ] || fail "audited VALID events $events not within [$valid VALID answers, $uses uses]"
 ok "audited VALID events after kill -9 ($events) between answers received and uses recorded"
+# svc is unlimited: its uses are counted in memory and flushed every
+# usage_flush_ms (1 s). The admin answer merges what is pending; SIGTERM
+# flushes it, so the store then holds exactly that count.
+for _ in 1 2 3; do expect 200 "C verify svc" POST /v1/tokens/verify "{\"token\": \"$SVC\"}"; done
+expect 200 "usage svc before SIGTERM" GET /v1/admin/keys/svc/usage "" "$ADMIN"
+svc_uses=$(jget 'j["versions"][0]["uses"]')
 stop_daemon
 [ "$drc" = 0 ] || fail "keywardend C exited $drc after SIGTERM, want 0"
 grep -q "stopped cleanly" daemon-c.log || fail "daemon C log lacks 'stopped cleanly'"
 ok "C stops cleanly"
+"$K" token list --json >out 2>err || fail "token list after SIGTERM"
+jcheck "SIGTERM flushed the unlimited token's pending uses: the store holds the $svc_uses the daemon reported" \
+  "[t['uses'] for k in j if k['name'] == 'svc' for t in k['tokens']] == [$svc_uses]"
 must "audit verify after kill -9, restart and clean stop" "$K" audit verify
 
 # ==================================================================================
@@ -712,6 +769,9 @@ ok "hsm-keytool sees the daemon's writes made after other keytool runs"
 must "hsm-keytool token revoke cli-during while keywardend runs" "$K" token revoke cli-during
 expect 200 "verify cli-during revoked" POST /v1/tokens/verify "{\"token\": \"$CLI_DURING\"}"
 jcheck "keywardend sees the revocation at once" 'j["code"] == "REVOKED"'
+# cli-during is unlimited: its use is counted in memory and flushed within
+# usage_flush_ms (1 s); a kill -9 after that interval loses nothing.
+sleep 1.5
 # At least 2.5 s (over two flush intervals) between the early uses and the kill.
 wait_ms=$(( 2500 - ($(date +%s%N) - t_unl_early) / 1000000 ))
 [ "$wait_ms" -gt 0 ] && sleep "$(printf '%d.%03d' $((wait_ms / 1000)) $((wait_ms % 1000)))"
@@ -733,6 +793,9 @@ jcheck "after kill -9, all 8 VALID verifications of visible-unl are audited (usa
 expect 200 "usage visible" GET /v1/admin/keys/visible/usage "" "$ADMIN"
 [ "$(jget 'j["versions"][0]["uses"]')" = 5 ] || fail "after kill -9, 'visible' has $(jget 'j["versions"][0]["uses"]') uses, want the 5 answered VALID: acknowledged writes were lost"
 ok "after kill -9, the 5 acknowledged uses are still there"
+expect 200 "usage cli-during" GET /v1/admin/keys/cli-during/usage "" "$ADMIN"
+jcheck "after kill -9 more than usage_flush_ms after its use, the unlimited token's use was flushed" \
+  'j["versions"][0]["uses"] == 1 and j["versions"][0]["last_used_at"] is not None'
 expect 200 "verify cli-during after restart" POST /v1/tokens/verify "{\"token\": \"$CLI_DURING\"}"
 jcheck "after kill -9, the keytool revocation still holds" 'j["code"] == "REVOKED"'
 stop_daemon

@@ -11,9 +11,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <thread>
 
 #include "core/error.hpp"
 #include "core/store/sqlite/migrations.hpp"
+#include "core/store/sqlite/wal_checkpointer.hpp"
 
 using namespace kw::core;
 
@@ -444,4 +446,26 @@ TEST_CASE("a store with a newer schema than this binary is refused with store_fa
         CHECK(e.kind() == ErrorKind::store_failure);
         CHECK(std::string(e.what()).find("newer") != std::string::npos);
     }
+}
+
+TEST_CASE("without auto-checkpoint commits stay in the WAL until the background checkpointer copies them") {
+    const std::string path = fresh_path("walckpt");
+    auto store = open_store("sqlite:" + path, StoreOptions{2000, false});
+    const std::string big(64 * 1024, 'x');
+    for (int i = 0; i < 100; ++i) store->set_meta("blob" + std::to_string(i), big);  // ~6.4 MB, > 1,000 pages
+    // The default would have checkpointed after 1,000 pages; nothing did.
+    const auto before = std::filesystem::file_size(path);
+    CHECK(before < 1024 * 1024);
+    CHECK(std::filesystem::file_size(path + "-wal") > 6 * 1024 * 1024);
+    {
+        sqlite::WalCheckpointer checkpointer(path, std::chrono::milliseconds(20));
+        auto size = before;
+        for (int i = 0; i < 250 && size <= 6 * 1024 * 1024; ++i) {  // up to 5 s on a loaded machine
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            size = std::filesystem::file_size(path);
+        }
+        CHECK(size > 6 * 1024 * 1024);
+        CHECK(checkpointer.failures() == 0);
+    }
+    CHECK(store->get_meta("blob99") == big);
 }

@@ -10,6 +10,7 @@
 #include "core/encoding.hpp"
 #include "core/error.hpp"
 #include "core/handle_cache.hpp"
+#include "core/ratelimit/denial_sampler.hpp"
 #include "core/types.hpp"
 
 using namespace kw::core;
@@ -154,4 +155,34 @@ TEST_CASE("[limits] sets the default rate limits; bad values are refused with th
     const Config l = load_config(local.path);
     CHECK(l.local_socket == "/run/kw/local.sock");
     CHECK(l.local_max_connections == 8);
+}
+
+TEST_CASE("rate-limit denials: the first N per window audited, then one in M, suppressed counts add up") {
+    std::int64_t now_ms = 0;
+    kw::core::ratelimit::DenialSampler d({.first = 10, .every = 100, .window_ms = 60000}, [&] { return now_ms; });
+    std::int64_t audited = 0;
+    std::int64_t carried = 0;
+    for (int i = 1; i <= 1000; ++i) {
+        auto r = d.deny("k");
+        if (i <= 10) CHECK(r.audit);
+        if (r.audit) {
+            ++audited;
+            carried += r.suppressed;
+        }
+    }
+    CHECK(audited == 10 + 9);  // denials 110, 210, ..., 910
+    CHECK(audited + carried + d.pending("k") == 1000);
+    CHECK(d.pending("k") == 90);  // 911..1000
+    CHECK(d.pending("other") == 0);
+    // Another key has its own allowance.
+    CHECK(d.deny("other").audit);
+    // A new window: audited again at once, carrying what the old one suppressed.
+    now_ms += 60000;
+    auto r = d.deny("k");
+    CHECK(r.audit);
+    CHECK(r.suppressed == 90);
+    CHECK(d.pending("k") == 0);
+    // A failed audit write puts the denial and what it carried back as pending.
+    d.unreport("k", r);
+    CHECK(d.pending("k") == 91);
 }

@@ -16,16 +16,11 @@ Log::Log(Sink& sink, Keys& keys, const Clock& clock, LogOptions options)
     } else {
         last_checkpoint_time_ = clock_.now();
     }
-    writer_ = std::thread([this] { run(); });
 }
 
 Log::~Log() {
-    {
-        std::lock_guard lock(mutex_);
-        stopping_ = true;
-    }
-    work_.notify_all();
-    if (writer_.joinable()) writer_.join();
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
 }
 
 std::uint64_t Log::record(Record record) {
@@ -33,23 +28,22 @@ std::uint64_t Log::record(Record record) {
 }
 
 Log::Ticket Log::submit(Record record) {
+    std::lock_guard lock(mutex_);
+    if (stopping_) throw Error(ErrorKind::audit_failure, "audit log is shutting down");
     Ticket t;
-    {
-        std::unique_lock lock(mutex_);
-        if (stopping_) throw Error(ErrorKind::audit_failure, "audit log is shutting down");
-        t.index = pending_.records.size();
-        pending_.records.push_back(std::move(record));
-        t.state = pending_.state;
-    }
-    work_.notify_one();
+    t.index = pending_.records.size();
+    pending_.records.push_back(std::move(record));
+    t.state = pending_.state;
     return t;
 }
 
 std::uint64_t Log::wait(const Ticket& ticket) {
+    // A leader already writing may take the event with its next batch while
+    // the caller works; otherwise the caller leads the write itself here.
     const auto state = std::static_pointer_cast<BatchState>(ticket.state);
     const std::size_t index = ticket.index;
     std::unique_lock lock(mutex_);
-    done_.wait(lock, [&] { return state->done; });
+    lead(lock, state);
     if (!state->error.empty()) {
         // Either way the operation is refused (fail closed); a busy store is
         // reported as such so callers can tell "retry" from "broken".
@@ -60,18 +54,49 @@ std::uint64_t Log::wait(const Ticket& ticket) {
 }
 
 void Log::checkpoint_now() {
-    std::shared_ptr<BatchState> state;
-    {
-        std::lock_guard lock(mutex_);
-        pending_.force_checkpoint = true;
-        state = pending_.state;
-    }
-    work_.notify_one();
     std::unique_lock lock(mutex_);
-    done_.wait(lock, [&] { return state->done; });
+    pending_.force_checkpoint = true;
+    const std::shared_ptr<BatchState> state = pending_.state;
+    lead(lock, state);
     if (!state->error.empty()) {
         if (state->locked) throw Error(ErrorKind::store_locked, "audit checkpoint failed: " + state->error);
         throw Error(ErrorKind::audit_failure, "audit checkpoint failed: " + state->error);
+    }
+}
+
+void Log::lead(std::unique_lock<std::mutex>& lock, const std::shared_ptr<BatchState>& state) {
+    // A leader whose own batch is done goes on with what queued meanwhile,
+    // for a few batches: handing over to a sleeping follower would put a
+    // thread wake-up (milliseconds on a loaded machine) between two batches.
+    constexpr int kExtraBatches = 4;
+    int extra = 0;
+    for (;;) {
+        if (state->done) {
+            if (writing_ || (pending_.records.empty() && !pending_.force_checkpoint) || extra == kExtraBatches) return;
+            ++extra;
+        } else if (writing_) {
+            done_.wait(lock);  // another leader's batch; ours may be the next
+            continue;
+        }
+        // Lead: take everything queued (ours included) as one batch.
+        writing_ = true;
+        Batch batch = std::move(pending_);
+        pending_ = Batch{};
+        lock.unlock();
+        try {
+            write(batch);
+        } catch (const Error& e) {
+            batch.state->error = e.what();
+            batch.state->locked = e.kind() == ErrorKind::store_locked;
+        } catch (const std::exception& e) {
+            batch.state->error = e.what();
+            if (batch.state->error.empty()) batch.state->error = "unknown error";
+        }
+        lock.lock();
+        batch.state->done = true;
+        writing_ = false;
+        // Wakes the batch's callers, and those queued meanwhile: one of them leads next.
+        done_.notify_all();
     }
 }
 
@@ -83,36 +108,6 @@ std::uint64_t Log::head_seq() {
 std::size_t Log::queue_depth() {
     std::lock_guard lock(mutex_);
     return pending_.records.size();
-}
-
-void Log::run() {
-    for (;;) {
-        Batch batch;
-        {
-            std::unique_lock lock(mutex_);
-            work_.wait(lock, [&] { return stopping_ || !pending_.records.empty() || pending_.force_checkpoint; });
-            if (pending_.records.empty() && !pending_.force_checkpoint) {
-                if (stopping_) return;
-                continue;
-            }
-            batch = std::move(pending_);
-            pending_ = Batch{};
-        }
-        try {
-            write(batch);
-        } catch (const Error& e) {
-            batch.state->error = e.what();
-            batch.state->locked = e.kind() == ErrorKind::store_locked;
-        } catch (const std::exception& e) {
-            batch.state->error = e.what();
-            if (batch.state->error.empty()) batch.state->error = "unknown error";
-        }
-        {
-            std::lock_guard lock(mutex_);
-            batch.state->done = true;
-        }
-        done_.notify_all();
-    }
 }
 
 void Log::write(Batch& batch) {
@@ -127,14 +122,18 @@ void Log::write(Batch& batch) {
         std::string prev = head ? head->hash : std::string();
         std::vector<std::string> hashes;
         hashes.reserve(batch.records.size());
+        out.events.reserve(batch.records.size());
+        // The records are not needed after this batch: move their strings.
+        // (A retry after a busy store rebuilds from a fresh head, but never
+        // from these records: a failed batch is reported to its callers.)
         for (auto& r : batch.records) {
             Event e;
             e.type = r.type;
-            e.actor = r.actor;
-            e.key = r.key;
-            e.kid = r.kid;
-            e.operation = r.operation;
-            e.outcome = r.outcome;
+            e.actor = std::move(r.actor);
+            e.key = std::move(r.key);
+            e.kid = std::move(r.kid);
+            e.operation = std::move(r.operation);
+            e.outcome = std::move(r.outcome);
             e.details = r.details.dump();
             e.seq = ++seq;
             e.time = now;
@@ -155,7 +154,7 @@ void Log::write(Batch& batch) {
         }
         return out;
     });
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(mutex_);  // head_seq() and queue_depth() read under it
     if (!built.events.empty()) {
         batch.state->first_seq = built.events.front().seq;
         head_seq_ = built.events.back().seq;

@@ -1,22 +1,28 @@
 #pragma once
 // The append-only audit log with group commit.
 //
-// record() hands an event to one writer thread and blocks until the batch
-// holding it is committed: callers that arrive together share one commit
-// (and, with durability "power", one fsync). The writer assigns seq, links
-// prev_hash, hashes, MACs each event in the token, and every N events or T
-// seconds adds a checkpoint signed by the token, all in the batch's
-// transaction.
+// record() queues an event and blocks until the batch holding it is
+// committed: callers that arrive together share one commit (and, with
+// durability "power", one fsync). There is no writer thread: the first caller
+// that finds nobody writing becomes the leader, takes everything queued (its
+// own event and any that arrived meanwhile) and writes it as one batch in its
+// own thread; the others wait for that batch, and one of them leads the next.
+// A lone caller thus pays no thread hand-off (two context switches per event
+// with a writer thread). The leader assigns seq, links prev_hash, hashes,
+// MACs each event in the token, and every N events or T seconds adds a
+// checkpoint signed by the token, all in the batch's transaction.
 //
 // Fail closed: if the batch cannot be committed, every record() in it throws
 // Error(audit_failure) and the in-memory chain head is left at the last
 // committed event, so the log never has a hole.
+//
+// Callers must not hold a token session lease while calling record(): the
+// leader leases one to MAC the batch.
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "core/audit/event.hpp"
@@ -35,7 +41,7 @@ struct LogOptions {
 class Log {
 public:
     Log(Sink& sink, Keys& keys, const Clock& clock, LogOptions options = {});
-    ~Log();  // drains the queue, then stops the writer
+    ~Log();  // refuses new records; every record() has returned by then
     Log(const Log&) = delete;
     Log& operator=(const Log&) = delete;
 
@@ -43,9 +49,11 @@ public:
     /// Error(audit_failure) when it could not be written.
     std::uint64_t record(Record record);
 
-    /// record() in two halves, so a caller can do its work while the batch
-    /// commits: submit() queues the event, wait() blocks until it is durable
-    /// (returning its seq) or throws as record() does. The caller must not
+    /// record() in two halves, so a caller can do its work while the event
+    /// may be committed: submit() queues the event (a leader writing now
+    /// takes it with its next batch), wait() leads the write if nobody did and
+    /// blocks until it is durable (returning its seq) or throws as record()
+    /// does. No session lease may be held across wait(). The caller must not
     /// release the result of that work before wait() returned: fail closed
     /// still holds, only the order of the HSM call and the commit overlaps.
     struct Ticket {
@@ -76,7 +84,9 @@ private:
         bool force_checkpoint = false;
     };
 
-    void run();
+    /// Writes batches while `state` (the caller's) is not done and nobody
+    /// else is writing; `lock` holds mutex_ on entry and on return.
+    void lead(std::unique_lock<std::mutex>& lock, const std::shared_ptr<BatchState>& state);
     void write(Batch& batch);
 
     Sink& sink_;
@@ -85,18 +95,16 @@ private:
     LogOptions options_;
 
     std::mutex mutex_;
-    std::condition_variable work_;
     std::condition_variable done_;
     Batch pending_;
+    bool writing_ = false;  // a leader is writing a batch
     bool stopping_ = false;
 
-    // Writer-thread state: the committed chain head.
+    // The committed chain head (written by the leader under mutex_).
     std::uint64_t head_seq_ = 0;
     std::string head_hash_;
     std::uint64_t last_checkpoint_seq_ = 0;
     UnixTime last_checkpoint_time_ = 0;
-
-    std::thread writer_;
 };
 
 }  // namespace kw::core::audit

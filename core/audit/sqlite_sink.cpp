@@ -28,6 +28,10 @@ Event read_event(const sqlite::Statement& s) {
     return e;
 }
 
+Checkpoint read_checkpoint(const sqlite::Statement& s) {
+    return Checkpoint{static_cast<std::uint64_t>(s.integer(0)), s.text(1), s.integer(2), s.text(3)};
+}
+
 }  // namespace
 
 std::string sqlite_path_from_url(const std::string& url) {
@@ -37,9 +41,10 @@ std::string sqlite_path_from_url(const std::string& url) {
     return url;
 }
 
-SqliteSink::SqliteSink(const std::string& path, Durability durability, int busy_timeout_ms)
-    : db_(path, busy_timeout_ms) {
+SqliteSink::SqliteSink(const std::string& path, Durability durability, int busy_timeout_ms, bool auto_checkpoint)
+    : db_(path, busy_timeout_ms), writer_(db_) {
     db_.exec("PRAGMA journal_mode=WAL");
+    if (!auto_checkpoint) sqlite3_wal_autocheckpoint(db_.get(), 0);
     db_.exec(durability == Durability::power ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
     sqlite::migrate(db_);
     insert_event_ = std::make_unique<sqlite::Statement>(
@@ -55,16 +60,22 @@ SqliteSink::~SqliteSink() {
     insert_checkpoint_.reset();
 }
 
+namespace {
+const std::string kLastEvent = std::string(kColumns) + " ORDER BY seq DESC LIMIT 1";
+constexpr const char* kLastCheckpoint =
+    "SELECT seq, head_hash, time, signature FROM audit_checkpoints ORDER BY seq DESC LIMIT 1";
+}  // namespace
+
 std::optional<Event> SqliteSink::last_event() {
-    sqlite::Statement s(db_, (std::string(kColumns) + " ORDER BY seq DESC LIMIT 1").c_str());
+    sqlite::Statement s(db_, kLastEvent.c_str());
     if (!s.step()) return std::nullopt;
     return read_event(s);
 }
 
 std::optional<Checkpoint> SqliteSink::last_checkpoint() {
-    sqlite::Statement s(db_, "SELECT seq, head_hash, time, signature FROM audit_checkpoints ORDER BY seq DESC LIMIT 1");
+    sqlite::Statement s(db_, kLastCheckpoint);
     if (!s.step()) return std::nullopt;
-    return Checkpoint{static_cast<std::uint64_t>(s.integer(0)), s.text(1), s.integer(2), s.text(3)};
+    return read_checkpoint(s);
 }
 
 void SqliteSink::append(std::span<const Event> events, const std::optional<Checkpoint>& checkpoint) {
@@ -76,7 +87,18 @@ void SqliteSink::append(std::span<const Event> events, const std::optional<Check
 Sink::Batch SqliteSink::append_at_head(
     const std::function<Batch(const std::optional<Event>&, const std::optional<Checkpoint>&)>& build) {
     sqlite::Transaction tx(db_);  // BEGIN IMMEDIATE: no other writer until commit
-    Batch batch = build(last_event(), last_checkpoint());
+    // Only one Log leader appends at a time: it may use the cached statements.
+    std::optional<Event> head;
+    std::optional<Checkpoint> cp;
+    {
+        auto s = writer_.get(kLastEvent);
+        if (s->step()) head = read_event(*s);
+    }
+    {
+        auto s = writer_.get(kLastCheckpoint);
+        if (s->step()) cp = read_checkpoint(*s);
+    }
+    Batch batch = build(head, cp);
     insert(batch.events, batch.checkpoint);
     tx.commit();
     return batch;

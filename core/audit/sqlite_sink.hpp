@@ -1,6 +1,6 @@
 #pragma once
 // Audit events in the SQLite store file, on a connection of their own so the
-// writer thread never waits on the key store's mutex.
+// audit writer (the Log leader) never waits on the key store's mutex.
 //
 // Durability: "process" = WAL + synchronous=NORMAL (a commit survives kill -9
 // of any process); "power" = synchronous=FULL (also fsync'd, survives power
@@ -9,6 +9,7 @@
 
 #include "core/audit/sink.hpp"
 #include "core/store/sqlite/database.hpp"
+#include "core/store/sqlite/statement_cache.hpp"
 
 namespace kw::core::audit {
 
@@ -16,7 +17,9 @@ enum class Durability { process, power };
 
 class SqliteSink final : public Sink {
 public:
-    SqliteSink(const std::string& path, Durability durability, int busy_timeout_ms = 5000);
+    /// auto_checkpoint=false: commits never checkpoint the WAL (a
+    /// sqlite::WalCheckpointer does, see wal_checkpointer.hpp).
+    SqliteSink(const std::string& path, Durability durability, int busy_timeout_ms = 5000, bool auto_checkpoint = true);
     ~SqliteSink() override;
 
     [[nodiscard]] std::optional<Event> last_event() override;
@@ -34,6 +37,7 @@ private:
     void insert(std::span<const Event> events, const std::optional<Checkpoint>& checkpoint);
 
     sqlite::Database db_;
+    sqlite::StatementCache writer_;  // the appending leader's head reads, prepared once
     std::unique_ptr<sqlite::Statement> insert_event_;
     std::unique_ptr<sqlite::Statement> insert_checkpoint_;
 };

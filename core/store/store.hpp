@@ -56,6 +56,13 @@ struct TokenRecord {
     }
 };
 
+/// Uses of one unlimited token counted in memory since the last flush.
+struct TokenUsage {
+    std::string kid;
+    std::int64_t uses = 0;
+    UnixTime last_used_at = 0;
+};
+
 struct StateChange {
     std::string kid;
     VersionState from = VersionState::active;
@@ -121,6 +128,9 @@ public:
     [[nodiscard]] virtual std::optional<TokenRecord> token_record(std::string_view kid) = 0;
     /// Counts one use unless max_uses is reached; false means exhausted. Atomic.
     [[nodiscard]] virtual bool consume_token_use(std::string_view kid, UnixTime at) = 0;
+    /// Adds uses counted in memory (tokens without max_uses) in one
+    /// transaction: all of the batch or nothing.
+    virtual void add_token_uses(std::span<const TokenUsage> batch) = 0;
     /// Re-digests a token under a newer pepper.
     virtual void update_token_digest(std::string_view kid, std::span<const std::uint8_t> digest,
                                      int pepper_version) = 0;
@@ -140,7 +150,8 @@ public:
     [[nodiscard]] virtual bool try_lease(std::string_view name, std::string_view owner, UnixTime now,
                                          std::int64_t ttl) = 0;
     virtual void release_lease(std::string_view name, std::string_view owner) = 0;
-    /// Counts of a key's audit events by outcome (usage by outcome).
+    /// Counts of a key's audit events by outcome (usage by outcome); a
+    /// sampled rate_limited event counts 1 + the denials it says it suppressed.
     [[nodiscard]] virtual std::map<std::string, std::int64_t> usage_by_outcome(std::string_view key_name) = 0;
     /// When a version last signed or verified (from the audit log), if ever.
     [[nodiscard]] virtual std::optional<UnixTime> last_used(std::string_view kid) = 0;
@@ -157,6 +168,9 @@ public:
 
 struct StoreOptions {
     int busy_timeout_ms = 2000;  // how long to wait for another writer before store_locked
+    // false: commits never checkpoint the WAL; a sqlite::WalCheckpointer
+    // (keywardend) must then do it in the background.
+    bool auto_checkpoint = true;
 };
 
 /// Opens the store named by `url`: "sqlite:PATH" or "sqlite://PATH" (a bare

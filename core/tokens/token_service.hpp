@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/key_service.hpp"
+#include "core/tokens/usage.hpp"
 #include "token/secret.hpp"
 
 namespace kw::core::tokens {
@@ -68,7 +69,9 @@ struct Verification {
 
 class TokenService {
 public:
-    explicit TokenService(KeyService& keys) : keys_(keys) {}
+    /// With `usage`, uses of unlimited tokens are counted there and flushed
+    /// in batches (keywardend); without, every use is a store write (CLI).
+    explicit TokenService(KeyService& keys, UsageAccumulator* usage = nullptr) : keys_(keys), usage_(usage) {}
 
     /// Issues a new token key. Throws Error(invalid_argument/already_exists).
     IssuedToken issue(const IssueRequest& request);
@@ -79,11 +82,12 @@ public:
     /// Verifies a token. MALFORMED is decided from the string alone: no store
     /// access, no token (HSM) call, no audit event (garbage must not be able
     /// to flood the HSM; keywardend counts it in metrics). Every other
-    /// outcome is audited.
+    /// outcome except RATE_LIMITED is audited here.
     ///
     /// `gate`, when given, runs after every other check passed and before a
     /// use is counted; returning false answers RATE_LIMITED (keywardend's
-    /// rate limiter), so a refused request does not spend a use.
+    /// rate limiter), so a refused request does not spend a use. The caller
+    /// that owns the gate audits its refusals (keywardend samples them).
     Verification verify(std::string_view token, std::optional<std::string_view> required_scope = {},
                         const std::function<bool(const Verification&)>& gate = {});
 
@@ -100,8 +104,10 @@ private:
                            std::optional<std::int64_t> max_uses, TokenRecord& record,
                            std::optional<std::string> kid = {});
     Verification finish(Verification v, const ManagedKey& key);
+    [[nodiscard]] bool count_use(const TokenRecord& rec, UnixTime now);
 
     KeyService& keys_;
+    UsageAccumulator* usage_;
 };
 
 }  // namespace kw::core::tokens

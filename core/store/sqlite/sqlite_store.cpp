@@ -21,10 +21,12 @@ std::string labels_json(const std::map<std::string, std::string>& labels) {
 
 }  // namespace
 
-SqliteStore::SqliteStore(const std::string& path, const StoreOptions& options) : db_(path, options.busy_timeout_ms) {
+SqliteStore::SqliteStore(const std::string& path, const StoreOptions& options)
+    : db_(path, options.busy_timeout_ms), cache_(db_) {
     db_.exec("PRAGMA journal_mode=WAL");
     db_.exec("PRAGMA synchronous=NORMAL");
     db_.exec("PRAGMA foreign_keys=ON");
+    if (!options.auto_checkpoint) sqlite3_wal_autocheckpoint(db_.get(), 0);
     schema_version_ = migrate(db_);
 }
 
@@ -143,42 +145,60 @@ TokenRecord read_token(const Statement& s) {
 
 std::optional<Store::TokenMatch> SqliteStore::find_token(std::span<const std::uint8_t> digest) {
     std::lock_guard lock(mutex_);
-    Statement s(db_, (std::string(kTokenColumns) + " WHERE digest = ?1").c_str());
-    s.bind(1, digest);
-    if (!s.step()) return std::nullopt;
-    TokenRecord t = read_token(s);
-    Statement k(db_,
-                (std::string(kKeyColumns) + " WHERE id = (SELECT key_id FROM key_versions WHERE kid = ?1)").c_str());
-    k.bind(1, t.kid);
-    if (!k.step()) return std::nullopt;
-    ManagedKey key = read_key(k);
+    static const std::string by_digest = std::string(kTokenColumns) + " WHERE digest = ?1";
+    static const std::string key_of_kid =
+        std::string(kKeyColumns) + " WHERE id = (SELECT key_id FROM key_versions WHERE kid = ?1)";
+    auto s = cache_.get(by_digest);
+    s->bind(1, digest);
+    if (!s->step()) return std::nullopt;
+    TokenRecord t = read_token(*s);
+    auto k = cache_.get(key_of_kid);
+    k->bind(1, t.kid);
+    if (!k->step()) return std::nullopt;
+    ManagedKey key = read_key(*k);
     load_versions(key);
     return TokenMatch{std::move(key), std::move(t)};
 }
 
 std::optional<TokenRecord> SqliteStore::token_record(std::string_view kid) {
     std::lock_guard lock(mutex_);
-    Statement s(db_, (std::string(kTokenColumns) + " WHERE kid = ?1").c_str());
-    s.bind(1, kid);
-    if (!s.step()) return std::nullopt;
-    return read_token(s);
+    static const std::string by_kid = std::string(kTokenColumns) + " WHERE kid = ?1";
+    auto s = cache_.get(by_kid);
+    s->bind(1, kid);
+    if (!s->step()) return std::nullopt;
+    return read_token(*s);
 }
 
 bool SqliteStore::consume_token_use(std::string_view kid, UnixTime at) {
     std::lock_guard lock(mutex_);
     // One statement, so concurrent verifications can never overspend: when a
     // refill period has passed, the allowance restarts at this use.
-    Statement s(db_,
-                "UPDATE api_tokens SET "
-                "  uses = CASE WHEN refill_seconds IS NOT NULL AND ?2 >= period_start + refill_seconds THEN 1 ELSE "
-                "uses + 1 END, "
-                "  period_start = CASE WHEN refill_seconds IS NOT NULL AND ?2 >= period_start + refill_seconds "
-                "                 THEN ?2 - ((?2 - period_start) % refill_seconds) ELSE period_start END, "
-                "  last_used_at = ?2 "
-                "WHERE kid = ?1 AND (max_uses IS NULL OR uses < max_uses "
-                "  OR (refill_seconds IS NOT NULL AND ?2 >= period_start + refill_seconds))");
-    s.bind(1, kid).bind(2, at).run();
+    auto s = cache_.get(
+        "UPDATE api_tokens SET "
+        "  uses = CASE WHEN refill_seconds IS NOT NULL AND ?2 >= period_start + refill_seconds THEN 1 ELSE "
+        "uses + 1 END, "
+        "  period_start = CASE WHEN refill_seconds IS NOT NULL AND ?2 >= period_start + refill_seconds "
+        "                 THEN ?2 - ((?2 - period_start) % refill_seconds) ELSE period_start END, "
+        "  last_used_at = ?2 "
+        "WHERE kid = ?1 AND (max_uses IS NULL OR uses < max_uses "
+        "  OR (refill_seconds IS NOT NULL AND ?2 >= period_start + refill_seconds))");
+    s->bind(1, kid).bind(2, at).run();
     return sqlite3_changes(db_.get()) == 1;
+}
+
+void SqliteStore::add_token_uses(std::span<const TokenUsage> batch) {
+    if (batch.empty()) return;
+    std::lock_guard lock(mutex_);
+    Transaction tx(db_);
+    for (const auto& u : batch) {
+        // MAX: a flush never moves last_used_at backwards (another process,
+        // or a synchronous consume_token_use, may have written a later time).
+        auto s = cache_.get(
+            "UPDATE api_tokens SET uses = uses + ?2, "
+            "last_used_at = MAX(COALESCE(last_used_at, ?3), ?3) WHERE kid = ?1");
+        s->bind(1, u.kid).bind(2, u.uses).bind(3, u.last_used_at).run();
+    }
+    tx.commit();
 }
 
 void SqliteStore::update_token_digest(std::string_view kid, std::span<const std::uint8_t> digest, int pepper_version) {
@@ -250,31 +270,32 @@ ManagedKey SqliteStore::read_key(const Statement& s) {
 }
 
 void SqliteStore::load_versions(ManagedKey& key) {
-    Statement s(db_,
-                "SELECT version, kid, state, is_primary, residency, created_at, state_changed_at, wrapped_blob, "
-                "public_key FROM key_versions WHERE key_id = ?1 ORDER BY version");
-    s.bind(1, key.id);
-    while (s.step()) {
+    auto s = cache_.get(
+        "SELECT version, kid, state, is_primary, residency, created_at, state_changed_at, wrapped_blob, "
+        "public_key FROM key_versions WHERE key_id = ?1 ORDER BY version");
+    s->bind(1, key.id);
+    while (s->step()) {
         KeyVersion v;
-        v.version = static_cast<int>(s.integer(0));
-        v.kid = s.text(1);
-        v.state = parse_version_state(s.text(2)).value_or(VersionState::compromised);
-        v.primary = s.integer(3) != 0;
-        v.residency = parse_residency(s.text(4)).value_or(Residency::wrapped);
-        v.created_at = s.integer(5);
-        v.state_changed_at = s.integer(6);
-        v.wrapped_blob = s.blob(7);
-        v.public_key = s.blob(8);
+        v.version = static_cast<int>(s->integer(0));
+        v.kid = s->text(1);
+        v.state = parse_version_state(s->text(2)).value_or(VersionState::compromised);
+        v.primary = s->integer(3) != 0;
+        v.residency = parse_residency(s->text(4)).value_or(Residency::wrapped);
+        v.created_at = s->integer(5);
+        v.state_changed_at = s->integer(6);
+        v.wrapped_blob = s->blob(7);
+        v.public_key = s->blob(8);
         key.versions.push_back(std::move(v));
     }
 }
 
 std::optional<ManagedKey> SqliteStore::find_key(std::string_view name) {
     std::lock_guard lock(mutex_);
-    Statement s(db_, (std::string(kKeyColumns) + " WHERE name = ?1").c_str());
-    s.bind(1, name);
-    if (!s.step()) return std::nullopt;
-    ManagedKey key = read_key(s);
+    static const std::string by_name = std::string(kKeyColumns) + " WHERE name = ?1";
+    auto s = cache_.get(by_name);
+    s->bind(1, name);
+    if (!s->step()) return std::nullopt;
+    ManagedKey key = read_key(*s);
     load_versions(key);
     return key;
 }
@@ -460,8 +481,12 @@ void SqliteStore::release_lease(std::string_view name, std::string_view owner) {
 
 std::map<std::string, std::int64_t> SqliteStore::usage_by_outcome(std::string_view key_name) {
     std::lock_guard lock(mutex_);
+    // Rate-limit denials are audited sampled: each rate_limited event stands
+    // for itself plus the denials suppressed before it.
     Statement s(db_,
-                "SELECT outcome, COUNT(*) FROM audit_events WHERE key = ?1 AND type IN "
+                "SELECT outcome, SUM(CASE WHEN type = 'rate_limited' "
+                "THEN 1 + COALESCE(json_extract(details, '$.suppressed'), 0) ELSE 1 END) "
+                "FROM audit_events WHERE key = ?1 AND type IN "
                 "('key_used', 'verify_failed', 'rate_limited') GROUP BY outcome");
     s.bind(1, key_name);
     std::map<std::string, std::int64_t> out;

@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "core/store/sqlite/database.hpp"
+#include "core/store/sqlite/statement_cache.hpp"
 #include "core/store/store.hpp"
 
 namespace kw::core::sqlite {
@@ -27,6 +28,7 @@ public:
     [[nodiscard]] std::optional<TokenMatch> find_token(std::span<const std::uint8_t> digest) override;
     [[nodiscard]] std::optional<TokenRecord> token_record(std::string_view kid) override;
     [[nodiscard]] bool consume_token_use(std::string_view kid, UnixTime at) override;
+    void add_token_uses(std::span<const TokenUsage> batch) override;
     void update_token_digest(std::string_view kid, std::span<const std::uint8_t> digest, int pepper_version) override;
     std::int64_t create_rotation(const RotationRecord& r) override;
     void update_rotation(const RotationRecord& r) override;
@@ -58,6 +60,7 @@ private:
 
     std::mutex mutex_;  // one connection; SQLite serialises writers anyway
     Database db_;
+    StatementCache cache_;  // hot statements, prepared once (guarded by mutex_)
     int schema_version_ = 0;
 };
 
