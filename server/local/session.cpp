@@ -140,6 +140,7 @@ void Session::hello(wire::Reader& in, wire::Writer& out) {
         case C::EXPIRED: throw Refusal{Status::auth_expired, "the credential has expired"};
         case C::RATE_LIMITED:
             app_.metrics.inc("keywarden_rate_limit_denials_total", {{"scope", "token"}});
+            audit_rate_limited(app_, v.name, v.kid, "local_hello", {{"client", client}});
             throw Refusal{Status::rate_limited, "the credential is over its rate limit"};
         default:
             throw Refusal{Status::auth_failed, "credential refused: " + std::string(core::tokens::to_string(v.code))};
@@ -191,16 +192,15 @@ void Session::require_use(const std::string& key_name) const {
 }
 
 void Session::take_rate(const std::string& key_name) {
+    // Denials are audited sampled (server/rate_limited.cpp); metrics count each.
     if (!app_.token_limits.take(credential_.kid).allowed) {
         app_.metrics.inc("keywarden_rate_limit_denials_total", {{"scope", "token"}});
-        app_.keys.audit(core::audit::EventType::rate_limited, key_name, "", "sign", "RATE_LIMITED",
-                        {{"credential", credential_.kid}});
+        audit_rate_limited(app_, key_name, "", "local_sign", {{"credential", credential_.kid}, {"limit", "token"}});
         throw Refusal{Status::rate_limited, "the credential is over its rate limit"};
     }
     if (!app_.key_limits.take(key_name).allowed) {
         app_.metrics.inc("keywarden_rate_limit_denials_total", {{"scope", "key"}});
-        app_.keys.audit(core::audit::EventType::rate_limited, key_name, "", "sign", "RATE_LIMITED",
-                        {{"credential", credential_.kid}});
+        audit_rate_limited(app_, key_name, "", "local_sign", {{"credential", credential_.kid}, {"limit", "key"}});
         throw Refusal{Status::rate_limited, "key '" + key_name + "' is over its rate limit"};
     }
 }
