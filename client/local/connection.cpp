@@ -6,9 +6,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "core/wire/protocol.hpp"
+#include "core/wire/spin.hpp"
 
 namespace kw::client {
 namespace {
@@ -76,6 +78,7 @@ std::vector<std::uint8_t> Connection::call(std::span<const std::uint8_t> request
     std::memcpy(frame.data() + 4, request.data(), request.size());
     write_all(fd_, frame.data(), frame.size());
     std::uint8_t header[4];
+    wire::spin_until_readable(fd_, wire::kClientSpin);
     read_all(fd_, header, 4);
     const std::uint32_t len = (std::uint32_t{header[0]} << 24) | (std::uint32_t{header[1]} << 16) |
                               (std::uint32_t{header[2]} << 8) | header[3];

@@ -6,12 +6,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
 #include <system_error>
 
 #include "core/wire/protocol.hpp"
+#include "core/wire/spin.hpp"
 #include "server/local/session.hpp"
 
 namespace kw::server::local {
@@ -109,6 +111,7 @@ void LocalServer::serve(Connection& c) {
     std::vector<std::uint8_t> message;
     for (;;) {
         std::uint8_t header[4];
+        wire::spin_until_readable(c.fd, wire::kServerSpin);
         if (!read_all(c.fd, header, 4)) break;
         const std::uint32_t len = (std::uint32_t{header[0]} << 24) | (std::uint32_t{header[1]} << 16) |
                                   (std::uint32_t{header[2]} << 8) | header[3];
