@@ -9,39 +9,16 @@
 #include <chrono>
 #include <cstring>
 
+#include "core/wire/io.hpp"
 #include "core/wire/protocol.hpp"
 #include "core/wire/spin.hpp"
 
 namespace kw::client {
 namespace {
 
-void write_all(int fd, const std::uint8_t* p, std::size_t n) {
-    while (n > 0) {
-        const ssize_t put = ::send(fd, p, n, MSG_NOSIGNAL);
-        if (put > 0) {
-            p += put;
-            n -= static_cast<std::size_t>(put);
-        } else if (put < 0 && errno == EINTR) {
-            continue;
-        } else {
-            throw ConnectionError(std::string("keywardend connection lost: ") + std::strerror(errno));
-        }
-    }
-}
-
-void read_all(int fd, std::uint8_t* p, std::size_t n) {
-    while (n > 0) {
-        const ssize_t got = ::read(fd, p, n);
-        if (got > 0) {
-            p += got;
-            n -= static_cast<std::size_t>(got);
-        } else if (got < 0 && errno == EINTR) {
-            continue;
-        } else {
-            throw ConnectionError(got == 0 ? "keywardend closed the connection"
-                                           : std::string("keywardend connection lost: ") + std::strerror(errno));
-        }
-    }
+[[noreturn]] void lost() {
+    throw ConnectionError(errno == 0 ? "keywardend closed the connection"
+                                     : std::string("keywardend connection lost: ") + std::strerror(errno));
 }
 
 }  // namespace
@@ -76,15 +53,15 @@ std::vector<std::uint8_t> Connection::call(std::span<const std::uint8_t> request
     frame[2] = static_cast<std::uint8_t>(n >> 8);
     frame[3] = static_cast<std::uint8_t>(n);
     std::memcpy(frame.data() + 4, request.data(), request.size());
-    write_all(fd_, frame.data(), frame.size());
+    if (!wire::write_all(fd_, frame.data(), frame.size())) lost();
     std::uint8_t header[4];
     wire::spin_until_readable(fd_, wire::kClientSpin);
-    read_all(fd_, header, 4);
+    if (!wire::read_all(fd_, header, 4)) lost();
     const std::uint32_t len = (std::uint32_t{header[0]} << 24) | (std::uint32_t{header[1]} << 16) |
                               (std::uint32_t{header[2]} << 8) | header[3];
     if (len < 2 || len > wire::kMaxFrame) throw ConnectionError("keywardend sent a malformed frame");
     std::vector<std::uint8_t> answer(len);
-    read_all(fd_, answer.data(), len);
+    if (!wire::read_all(fd_, answer.data(), len)) lost();
     return answer;
 }
 

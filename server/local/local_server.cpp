@@ -12,46 +12,12 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "core/wire/io.hpp"
 #include "core/wire/protocol.hpp"
 #include "core/wire/spin.hpp"
 #include "server/local/session.hpp"
 
 namespace kw::server::local {
-namespace {
-
-// Reads exactly n bytes; false on EOF or error (the peer went away).
-bool read_all(int fd, std::uint8_t* p, std::size_t n) {
-    while (n > 0) {
-        const ssize_t got = ::read(fd, p, n);
-        if (got > 0) {
-            p += got;
-            n -= static_cast<std::size_t>(got);
-        } else if (got < 0 && errno == EINTR) {
-            continue;
-        } else {
-            return false;
-        }
-    }
-    return true;
-}
-
-bool write_all(int fd, const std::uint8_t* p, std::size_t n) {
-    while (n > 0) {
-        const ssize_t put = ::send(fd, p, n, MSG_NOSIGNAL);
-        if (put > 0) {
-            p += put;
-            n -= static_cast<std::size_t>(put);
-        } else if (put < 0 && errno == EINTR) {
-            continue;
-        } else {
-            return false;
-        }
-    }
-    return true;
-}
-
-}  // namespace
-
 LocalServer::LocalServer(App& app, LocalOptions options) : app_(app), options_(std::move(options)) {}
 
 LocalServer::~LocalServer() {
@@ -112,17 +78,17 @@ void LocalServer::serve(Connection& c) {
     for (;;) {
         std::uint8_t header[4];
         wire::spin_until_readable(c.fd, wire::kServerSpin);
-        if (!read_all(c.fd, header, 4)) break;
+        if (!wire::read_all(c.fd, header, 4)) break;
         const std::uint32_t len = (std::uint32_t{header[0]} << 24) | (std::uint32_t{header[1]} << 16) |
                                   (std::uint32_t{header[2]} << 8) | header[3];
         if (len == 0 || len > wire::kMaxFrame) break;  // not our protocol: hang up
         message.resize(len);
-        if (!read_all(c.fd, message.data(), len)) break;
+        if (!wire::read_all(c.fd, message.data(), len)) break;
         std::vector<std::uint8_t> answer = session.handle(message);
         const auto n = static_cast<std::uint32_t>(answer.size());
         const std::uint8_t prefix[4] = {static_cast<std::uint8_t>(n >> 24), static_cast<std::uint8_t>(n >> 16),
                                         static_cast<std::uint8_t>(n >> 8), static_cast<std::uint8_t>(n)};
-        if (!write_all(c.fd, prefix, 4) || !write_all(c.fd, answer.data(), answer.size())) break;
+        if (!wire::write_all(c.fd, prefix, 4) || !wire::write_all(c.fd, answer.data(), answer.size())) break;
     }
     ::shutdown(c.fd, SHUT_RDWR);
     c.finished = true;
