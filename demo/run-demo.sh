@@ -11,7 +11,12 @@ K="$build/tools/hsm-keytool/hsm-keytool"
 [ -x "$K" ] || { echo "demo: $K not built (run ./dev demo)" >&2; exit 2; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/keywarden-demo.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+dpid=""
+cleanup() {
+  if [ -n "$dpid" ]; then kill "$dpid" 2>/dev/null || true; wait "$dpid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 cd "$work"
 
 if [ -t 1 ]; then B=$'\033[1m'; G=$'\033[32m'; R=$'\033[31m'; N=$'\033[0m'; else B=; G=; R=; N=; fi
@@ -105,5 +110,25 @@ run "$K" audit verify
 run "$K" audit export --out "$work/audit.jsonl" --pubkey-out "$work/audit.pem"
 run "$K" audit verify --offline "$work/audit.jsonl" --pubkey "$work/audit.pem"
 run "$K" status
+
+step "8. An application signs through the PKCS#11 module: no HSM PIN, policy and audit in keywardend"
+# The application holds an API token scoped to the edge-* keys, not the HSM PIN.
+run "$K" token issue --name edge-app --scope 'sign:edge-*' --out "$work/app.token"
+"$build/server/keywardend" --listen '' --local-socket "$work/local.sock" 2>"$work/keywardend.log" &
+dpid=$!
+for _ in $(seq 100); do [ -S "$work/local.sock" ] && break; sleep 0.1; done
+[ -S "$work/local.sock" ] || { cat "$work/keywardend.log" >&2; exit 1; }
+export KEYWARDEN_LOCAL_SOCKET="$work/local.sock"
+KW_APP_TOKEN=$(cat "$work/app.token")
+export KW_APP_TOKEN
+P11=(pkcs11-tool --module "$build/client/pkcs11/libkeywarden-pkcs11.so")
+run "${P11[@]}" --login --pin env:KW_APP_TOKEN --list-objects --type privkey
+# pkcs11-tool picks a key by CKA_ID: the kid of the version that signs now.
+kid=$("$K" show edge-ecdsa --json | python3 -c 'import json,sys; print([v["kid"] for v in json.load(sys.stdin)["versions"] if v["primary"]][0])')
+run "${P11[@]}" --login --pin env:KW_APP_TOKEN --sign -m ECDSA-SHA256 --id "$(printf %s "$kid" | od -An -tx1 | tr -d ' \n')" \
+    -i "$work/invoice.txt" -o "$work/invoice.p11.sig" --signature-format openssl
+run openssl dgst -sha256 -verify "$work/edge.pem" -signature "$work/invoice.p11.sig" "$work/invoice.txt"
+run "$K" audit query --key edge-ecdsa --event key_used --json | tail -n 1
+kill "$dpid"; wait "$dpid" 2>/dev/null || true; dpid=""
 
 printf '\n%sDemo complete.%s Keys, tokens and the audit log lived in %s (now removed).\n' "$G" "$N" "$work"
