@@ -535,48 +535,64 @@ void KeyService::destroy_material(const ManagedKey& key, const KeyVersion& v) {
 std::vector<StateChange> KeyService::apply(std::string_view name, LifecycleOp op, const std::string& reason,
                                            bool force) {
     ManagedKey key = get(name);
-    std::vector<StateChange> done;
+    // Plan every version's steps and check them all before changing any: a
+    // refusal must leave the key as it was, never half changed.
+    struct Step {
+        const KeyVersion* version;
+        std::vector<VersionState> path;  // states to pass through, in order
+    };
+    std::vector<Step> plan;
     std::string refusal;
     for (const auto& v : key.versions) {
         const VersionState s = v.state;
+        std::vector<VersionState> path;
         switch (op) {
             case LifecycleOp::suspend:
-                if (s == VersionState::active) transition(key, v, VersionState::suspended, reason, done);
+                if (s == VersionState::active) path = {VersionState::suspended};
                 break;
             case LifecycleOp::resume:
-                if (s == VersionState::suspended) transition(key, v, VersionState::active, reason, done);
+                if (s == VersionState::suspended) path = {VersionState::active};
                 break;
             case LifecycleOp::deactivate:
                 if (s == VersionState::active || s == VersionState::suspended || s == VersionState::pre_active) {
-                    transition(key, v, VersionState::deactivated, reason, done);
+                    path = {VersionState::deactivated};
                 }
                 break;
             case LifecycleOp::compromise:
-                if (s != VersionState::compromised && s != VersionState::destroyed) {
-                    transition(key, v, VersionState::compromised, reason, done);
-                }
+                if (s != VersionState::compromised && s != VersionState::destroyed) path = {VersionState::compromised};
                 break;
-            case LifecycleOp::destroy: {
+            case LifecycleOp::destroy:
                 if (s == VersionState::destroyed) break;
-                KeyVersion current = v;
-                if (s == VersionState::active || s == VersionState::suspended) {
-                    if (!force) {
-                        refusal = "version " + v.kid + " is " + std::string(to_string(s)) +
-                                  ": deactivate it first or use --force";
-                        break;
-                    }
-                    transition(key, current, VersionState::deactivated, reason.empty() ? "forced destroy" : reason,
-                               done);
-                    current.state = VersionState::deactivated;
+                if ((s == VersionState::active || s == VersionState::suspended) && !force) {
+                    refusal = "version " + v.kid + " is " + std::string(to_string(s)) +
+                              ": deactivate it first or use --force";
+                    break;
                 }
-                transition(key, current, VersionState::destroyed, reason, done);
-                destroy_material(key, current);
+                if (s == VersionState::active || s == VersionState::suspended) path = {VersionState::deactivated};
+                path.push_back(VersionState::destroyed);
+                break;
+        }
+        VersionState from = s;
+        for (VersionState to : path) {
+            if (!transition_allowed(from, to)) {
+                refusal = "version " + v.kid + ": " + transition_refusal(from, to);
                 break;
             }
+            from = to;
         }
+        if (!path.empty()) plan.push_back({&v, std::move(path)});
     }
-    if (!refusal.empty())
-        throw Error(ErrorKind::not_permitted, refusal + (done.empty() ? "" : " (other versions were changed)"));
+    if (!refusal.empty()) throw Error(ErrorKind::not_permitted, refusal + " (nothing was changed)");
+    std::vector<StateChange> done;
+    for (const auto& step : plan) {
+        KeyVersion current = *step.version;
+        for (VersionState to : step.path) {
+            const bool forced = op == LifecycleOp::destroy && to == VersionState::deactivated;
+            transition(key, current, to, forced && reason.empty() ? "forced destroy" : reason, done);
+            current.state = to;
+        }
+        if (op == LifecycleOp::destroy) destroy_material(key, current);
+    }
     if (done.empty()) {
         throw Error(
             ErrorKind::not_permitted, "no version of '" + key.name + "' can " + std::string(to_string(op)) +

@@ -631,6 +631,46 @@ match = { type = "jwt" }
     }
 }
 
+TEST_CASE("a lifecycle operation that one version cannot make changes no version (nothing half done)") {
+    FakeClock clock(kStart);
+    Stack s(clock, fresh_db("nohalf"));
+    PolicySet set = policies(R"(
+[[policy]]
+name = "jwt-lead"
+cryptoperiod = "30d"
+strategy = "OVERLAPPING"
+overlap = "1h"
+jwks_lead = "30m"
+match = { type = "jwt" }
+)");
+    Engine engine(*s.keys, *s.tokens, set, owner("test-a"));
+    GenerateRequest g;
+    g.name = "mid-rotation";
+    g.type = KeyType::jwt;
+    g.jwt_alg = JwtAlg::ES256;
+    const std::string old_kid = s.keys->generate(g).primary()->kid;
+    clock.advance(100);
+    RotationRecord r = engine.rotate("mid-rotation").record;
+    REQUIRE(state_of(s, "mid-rotation", r.to_kid) == VersionState::pre_active);
+    const auto head = s.log->head_seq();
+    // pre_active cannot become deactivated (SP 800-57): the whole operation is
+    // refused, and the active version stays active.
+    try {
+        (void)s.keys->apply("mid-rotation", LifecycleOp::deactivate, "test");
+        FAIL("deactivate must be refused while a version is pre_active");
+    } catch (const Error& e) {
+        CHECK(e.kind() == ErrorKind::not_permitted);
+        CHECK(std::string(e.what()).find("nothing was changed") != std::string::npos);
+    }
+    CHECK(state_of(s, "mid-rotation", old_kid) == VersionState::active);
+    CHECK(state_of(s, "mid-rotation", r.to_kid) == VersionState::pre_active);
+    CHECK(s.log->head_seq() == head);  // and nothing was audited as changed
+    CHECK(sign(s, "mid-rotation").kid == old_kid);
+    // An operation every version can make still goes through.
+    auto changes = s.keys->apply("mid-rotation", LifecycleOp::compromise, "test");
+    CHECK(changes.size() == 2);
+}
+
 // ---------------------------------------------------------------- API tokens
 
 TEST_CASE("api_token rotation hands out a successor; the old token is valid during the overlap only") {
