@@ -102,7 +102,8 @@ void apply_file(Config& c, const std::string& file) {
         }
     }
     if (const auto* t = section("server")) {
-        reject_unknown(file, *t, "server", {"listen", "unix_socket", "local_socket", "local_max_connections", "usage_flush_ms"});
+        reject_unknown(file, *t, "server",
+                       {"listen", "unix_socket", "local_socket", "local_max_connections", "usage_flush_ms"});
         read(file, *t, "listen", c.listen);
         read(file, *t, "unix_socket", c.unix_socket);
         read(file, *t, "local_socket", c.local_socket);
