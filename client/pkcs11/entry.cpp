@@ -94,7 +94,9 @@ struct NotParallel<CK_RV (*)(A...)> {
     static CK_RV call(A...) { return current() == nullptr ? CKR_CRYPTOKI_NOT_INITIALIZED : CKR_FUNCTION_NOT_PARALLEL; }
 };
 
-#define KW_UNSUPPORTED(name) .name = &Unsupported<decltype(CK_FUNCTION_LIST::name)>::call
+// A designated initializer cannot be parenthesised.
+#define KW_UNSUPPORTED(name) \
+    .name = &Unsupported<decltype(CK_FUNCTION_LIST::name)>::call  // NOLINT(bugprone-macro-parentheses)
 
 CK_RV get_function_list(CK_FUNCTION_LIST_PTR_PTR out);
 

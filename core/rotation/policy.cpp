@@ -133,7 +133,6 @@ void PolicySet::check_conflicts(const std::vector<ManagedKey>& keys) const {
 
 namespace {
 
-constexpr std::int64_t kDay = 86400;
 
 std::string quoted(std::string_view s) {
     return "\"" + std::string(s) + "\"";

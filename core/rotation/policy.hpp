@@ -40,13 +40,13 @@ struct Policy {
     int priority = 0;               // higher wins when several policies match a key
     std::int64_t cryptoperiod = 0;  // seconds between rotations (default: NIST table by key type)
     Strategy strategy = Strategy::overlapping;
-    std::int64_t overlap = 0;                  // OVERLAPPING: old version verifies this long after the switch
-    std::vector<Phase> phases;                 // GRADUAL: in order; the last must reach share 100
-    std::int64_t rollback_window = 86400;      // BLUE_GREEN: how long `rotate rollback` stays possible
-    std::int64_t jwks_lead = 0;                // new version is published this long before it signs
-    int keep_versions = 3;                     // non-destroyed versions to keep; older deactivated ones are destroyed
-    std::optional<std::int64_t> max_uses;      // rotate early after this many uses
-    std::int64_t expiry_warning = 14 * 86400;  // alert this long before a key expires
+    std::int64_t overlap = 0;              // OVERLAPPING: old version verifies this long after the switch
+    std::vector<Phase> phases;             // GRADUAL: in order; the last must reach share 100
+    std::int64_t rollback_window = 86400;  // BLUE_GREEN: how long `rotate rollback` stays possible
+    std::int64_t jwks_lead = 0;            // new version is published this long before it signs
+    int keep_versions = 3;                 // non-destroyed versions to keep; older deactivated ones are destroyed
+    std::optional<std::int64_t> max_uses;  // rotate early after this many uses
+    std::int64_t expiry_warning = std::int64_t{14} * 86400;  // alert this long before a key expires
     std::int64_t quiet_time = 0;           // usage-aware completion: retire old only after this long unused (0 = off)
     std::vector<std::string> alert_hooks;  // webhook URLs
 
