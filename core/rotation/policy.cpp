@@ -133,7 +133,6 @@ void PolicySet::check_conflicts(const std::vector<ManagedKey>& keys) const {
 
 namespace {
 
-
 std::string quoted(std::string_view s) {
     return "\"" + std::string(s) + "\"";
 }
