@@ -24,44 +24,16 @@ set -euo pipefail
 D=${1:?usage: pkcs11_tool_test.sh /path/to/keywardend /path/to/hsm-keytool /path/to/libkeywarden-pkcs11.so}
 K=${2:?usage: pkcs11_tool_test.sh /path/to/keywardend /path/to/hsm-keytool /path/to/libkeywarden-pkcs11.so}
 M=${3:?usage: pkcs11_tool_test.sh /path/to/keywardend /path/to/hsm-keytool /path/to/libkeywarden-pkcs11.so}
-for f in "$D" "$K"; do [ -x "$f" ] || { echo "FAIL: $f is not executable" >&2; exit 1; }; done
 [ -f "$M" ] || { echo "FAIL: $M does not exist" >&2; exit 1; }
-: "${KW_TEST_DIR:?run through tests/with-token.sh}"
-cd "$KW_TEST_DIR"
-PY=/usr/bin/python3
+# ok, fail, must, the EXIT trap and stop_daemon come from the keywardend
+# tests' shared set-up; this test serves only the local socket.
+# shellcheck source=tests/server_setup.sh
+source "$(dirname "${BASH_SOURCE[0]}")/server_setup.sh"
 ENGINE=/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so
-SOCK="$KW_TEST_DIR/local.sock"
-export KEYWARDEN_LOCAL_SOCKET=$SOCK
+LSOCK="$KW_TEST_DIR/local.sock"
+export KEYWARDEN_LOCAL_SOCKET=$LSOCK
 unset KEYWARDEN_PKCS11_CONFIG
-checks=0
-dpid=""
-dlog=""
 
-fail() {
-  echo "FAIL: $*" >&2
-  for f in out err; do
-    if [ -s "$f" ]; then echo "--- $f:" >&2; head -c 3000 "$f" >&2; echo >&2; fi
-  done
-  if [ -n "$dlog" ] && [ -s "$dlog" ]; then echo "--- daemon log (last lines):" >&2; tail -n 20 "$dlog" >&2; fi
-  exit 1
-}
-ok() { checks=$((checks + 1)); echo "ok $checks - $*"; }
-
-cleanup() {
-  if [ -n "$dpid" ] && kill -0 "$dpid" 2>/dev/null; then
-    kill -KILL "$dpid" 2>/dev/null || true
-    { wait "$dpid"; } 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
-
-# must DESCRIPTION CMD...: CMD must exit 0 (stdout in ./out, stderr in ./err).
-must() {
-  local what=$1
-  shift
-  "$@" >out 2>err || fail "$what: exit $? ($*)"
-  ok "$what"
-}
 # refuse DESCRIPTION CMD...: CMD must exit non-zero.
 refuse() {
   local what=$1
@@ -73,23 +45,24 @@ refuse() {
 has() { grep -Eq -- "$3" "$2" || fail "$1: no /$3/ in $2"; ok "$1"; }
 hasnt() { if grep -Eq -- "$3" "$2"; then fail "$1: /$3/ found in $2"; fi; ok "$1"; }
 
-start_daemon() {  # start_daemon LOGFILE
+# start_local_daemon LOGFILE: keywardend on the local socket only; waits for it.
+start_local_daemon() {
   dlog=$1
-  rm -f "$SOCK"
-  "$D" --listen '' --local-socket "$SOCK" >"$dlog" 2>&1 &
+  rm -f "$LSOCK"
+  "$D" --listen '' --local-socket "$LSOCK" >"$dlog" 2>&1 &
   dpid=$!
   local i
   for i in $(seq 1 150); do
-    [ -S "$SOCK" ] && return 0
+    [ -S "$LSOCK" ] && return 0
     kill -0 "$dpid" 2>/dev/null || { wait "$dpid" || true; fail "keywardend exited during start-up"; }
     sleep 0.1
   done
-  fail "keywardend did not create $SOCK"
+  fail "keywardend did not create $LSOCK"
 }
-stop_daemon() {
-  kill -TERM "$dpid"
-  wait "$dpid" || fail "keywardend exited $? on SIGTERM"
-  dpid=""
+# stop_local_daemon: SIGTERM; keywardend must exit 0.
+stop_local_daemon() {
+  stop_daemon
+  [ "$drc" = 0 ] || fail "keywardend exited $drc on SIGTERM"
 }
 
 # The primary version's kid of a key, and its hex form (CKA_ID).
@@ -125,7 +98,7 @@ for k in ec1 rsa1 ed1 eng-ec eng-rsa eng-rot ec-sus; do
 done
 printf 'the data keywarden signs through PKCS#11\n' >data
 openssl dgst -sha256 -binary data >data.sha256
-start_daemon daemon.log
+start_local_daemon daemon.log
 ok "keywardend serves the local socket"
 
 # --- pkcs11-tool: slots, token, objects ---------------------------------------
@@ -335,7 +308,7 @@ refuse "a revoked API token no longer logs in" "${P11[@]}" --login --pin "$PIN" 
 has "... with CKR_PIN_INCORRECT" err 'CKR_PIN_INCORRECT'
 
 # --- daemon stopped: the token is gone ----------------------------------------
-stop_daemon
+stop_local_daemon
 ok "keywardend stopped"
 must "pkcs11-tool --list-slots with keywardend down" "${P11[@]}" --list-slots
 has "the slot is still listed" out '^Slot 0 \(0x1\)'
@@ -344,9 +317,9 @@ refuse "pkcs11-tool --list-token-slots with keywardend down" "${P11[@]}" --list-
 has "... finds no slot with a token" err '^No slots'
 refuse "pkcs11-tool --login --list-objects with keywardend down" "${P11[@]}" --login --pin "$(cat eng.token)" --list-objects
 has "... finds no token" err 'No slot with a token was found'
-start_daemon daemon2.log
+start_local_daemon daemon2.log
 must "pkcs11-tool --list-token-slots after restart" "${P11[@]}" --list-token-slots
 has "the token is back" out 'token label +: keywarden$'
-stop_daemon
+stop_local_daemon
 
 echo "pkcs11_tool: all $checks checks passed"

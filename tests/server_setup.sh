@@ -1,5 +1,6 @@
 # Shared set-up for the keywardend integration tests (sourced, not run):
-# tests/server_test.sh, tests/server_http_test.sh, tests/alert_hooks_test.sh.
+# tests/server_test.sh, tests/server_http_test.sh, tests/alert_hooks_test.sh,
+# tests/pkcs11_tool_test.sh.
 #
 #   D=/abs/keywardend K=/abs/hsm-keytool; source tests/server_setup.sh
 #
