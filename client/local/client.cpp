@@ -31,7 +31,6 @@ LocalClient::LocalClient(std::string socket_path, std::string client_name)
 LocalClient::~LocalClient() = default;
 
 std::unique_ptr<Connection> LocalClient::checkout() {
-    std::string credential;
     {
         std::lock_guard lock(mutex_);
         if (pid_ != ::getpid()) {
@@ -48,7 +47,7 @@ std::unique_ptr<Connection> LocalClient::checkout() {
         }
     }
     auto c = std::make_unique<Connection>(socket_path_);
-    hello(*c);
+    (void)hello(*c);
     return c;
 }
 
@@ -57,20 +56,26 @@ void LocalClient::checkin(std::unique_ptr<Connection> c) {
     if (pid_ == ::getpid() && idle_.size() < kMaxIdle && !credential_.empty()) idle_.push_back(std::move(c));
 }
 
-void LocalClient::hello(Connection& c) {
+std::optional<Identity> LocalClient::hello(Connection& c) {
     wire::Writer w;
     {
         std::lock_guard lock(mutex_);
-        if (credential_.empty()) {
-            // Unauthenticated connections still serve ping.
-            return;
-        }
+        if (credential_.empty()) return std::nullopt;  // unauthenticated connections still serve ping
         w.u8(static_cast<std::uint8_t>(wire::Op::hello)).u16(wire::kProtocolVersion);
         w.str(credential_.view()).str(client_name_);
     }
+    // The request holds the credential: wiped however the call ends.
+    struct Wipe {
+        std::vector<std::uint8_t>& b;
+        ~Wipe() { token::secure_wipe(b.data(), b.size()); }
+    } wipe{w.buffer()};
     auto answer = c.call(w.buffer());
-    token::secure_wipe(w.buffer().data(), w.buffer().size());
-    (void)checked(answer);
+    auto r = checked(answer);
+    Identity id;
+    id.name = r.str();
+    id.kid = r.str();
+    id.expires_at = r.u64();
+    return id;
 }
 
 wire::Reader LocalClient::call(const wire::Writer& request, std::vector<std::uint8_t>& answer) {
@@ -90,27 +95,20 @@ wire::Reader LocalClient::call(const wire::Writer& request, std::vector<std::uin
 }
 
 Identity LocalClient::login(std::string_view credential) {
+    // What the daemon answers an empty credential (malformed, never audited).
+    if (credential.empty()) throw RefusedError(wire::Status::auth_failed, "credential refused: MALFORMED");
     {
         std::lock_guard lock(mutex_);
         credential_ = token::SecretString(std::string(credential));
         idle_.clear();
     }
-    auto c = std::make_unique<Connection>(socket_path_);
-    wire::Writer w;
-    w.u8(static_cast<std::uint8_t>(wire::Op::hello)).u16(wire::kProtocolVersion).str(credential).str(client_name_);
-    std::vector<std::uint8_t> answer;
     try {
-        answer = c->call(w.buffer());
-        token::secure_wipe(w.buffer().data(), w.buffer().size());
-        auto r = checked(answer);
-        Identity id;
-        id.name = r.str();
-        id.kid = r.str();
-        id.expires_at = r.u64();
+        auto c = std::make_unique<Connection>(socket_path_);
+        auto id = hello(*c);
+        if (!id) throw RefusedError(wire::Status::not_authenticated, "logged out while logging in");
         checkin(std::move(c));
-        return id;
+        return *id;
     } catch (...) {
-        token::secure_wipe(w.buffer().data(), w.buffer().size());
         std::lock_guard lock(mutex_);
         credential_.wipe();
         throw;

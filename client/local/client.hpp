@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -93,7 +94,9 @@ private:
     wire::Reader call(const wire::Writer& request, std::vector<std::uint8_t>& answer);
     std::unique_ptr<Connection> checkout();
     void checkin(std::unique_ptr<Connection> c);
-    void hello(Connection& c);
+    // Authenticates a fresh connection with the kept credential (nullopt:
+    // none kept, the connection stays unauthenticated).
+    std::optional<Identity> hello(Connection& c);
 
     std::string socket_path_;
     std::string client_name_;

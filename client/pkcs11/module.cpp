@@ -71,14 +71,12 @@ void Module::set_logged_in(bool v) {
 void Module::refresh_objects() {
     auto keys = client_.list_keys();  // outside the lock: a round trip
     std::lock_guard lock(mutex_);
-    if (logged_in_) objects_.refresh(keys, config_.token_label);
+    if (logged_in_) objects_.refresh(keys);
 }
 
-std::optional<Object> Module::object(CK_OBJECT_HANDLE h) {
+std::shared_ptr<const Object> Module::object(CK_OBJECT_HANDLE h) {
     std::lock_guard lock(mutex_);
-    const Object* o = objects_.find(h);
-    if (o == nullptr) return std::nullopt;
-    return *o;
+    return objects_.find(h);
 }
 
 std::vector<CK_OBJECT_HANDLE> Module::search(std::span<const CK_ATTRIBUTE> templ) {

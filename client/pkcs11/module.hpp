@@ -70,8 +70,8 @@ public:
     /// Re-reads the key list from keywardend (after login, at every
     /// FindObjectsInit so rotations and new keys show up). Throws client errors.
     void refresh_objects();
-    /// A copy of the object, or nullopt for an unknown handle (or before login).
-    [[nodiscard]] std::optional<Object> object(CK_OBJECT_HANDLE h);
+    /// The object, or nullptr for an unknown handle (or before login).
+    [[nodiscard]] std::shared_ptr<const Object> object(CK_OBJECT_HANDLE h);
     [[nodiscard]] std::vector<CK_OBJECT_HANDLE> search(std::span<const CK_ATTRIBUTE> templ);
 
 private:

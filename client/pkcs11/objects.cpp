@@ -169,8 +169,8 @@ CK_OBJECT_HANDLE ObjectTable::handle_for(const std::string& identity) {
     return it->second;
 }
 
-void ObjectTable::refresh(const std::vector<client::KeyInfo>& keys, const std::string&) {
-    std::map<CK_OBJECT_HANDLE, Object> fresh;
+void ObjectTable::refresh(const std::vector<client::KeyInfo>& keys) {
+    std::map<CK_OBJECT_HANDLE, std::shared_ptr<const Object>> fresh;
     for (const auto& k : keys) {
         const bool secret = k.family == wire::Family::hmac;
         Object key_obj;
@@ -201,7 +201,7 @@ void ObjectTable::refresh(const std::vector<client::KeyInfo>& keys, const std::s
                 key_obj.sensitive.insert(t);
             }
         }
-        fresh[key_obj.handle] = std::move(key_obj);
+        fresh[key_obj.handle] = std::make_shared<const Object>(std::move(key_obj));
         if (secret) continue;
         for (const auto& v : k.versions) {
             if (!v.can_verify) continue;
@@ -213,21 +213,21 @@ void ObjectTable::refresh(const std::vector<client::KeyInfo>& keys, const std::s
             pub.attributes[CKA_SIGN] = bool_bytes(false);
             pub.attributes[CKA_TRUSTED] = bool_bytes(false);
             public_attributes(pub, v.spki);
-            fresh[pub.handle] = std::move(pub);
+            fresh[pub.handle] = std::make_shared<const Object>(std::move(pub));
         }
     }
     objects_ = std::move(fresh);
 }
 
-const Object* ObjectTable::find(CK_OBJECT_HANDLE h) const {
+std::shared_ptr<const Object> ObjectTable::find(CK_OBJECT_HANDLE h) const {
     auto it = objects_.find(h);
-    return it == objects_.end() ? nullptr : &it->second;
+    return it == objects_.end() ? nullptr : it->second;
 }
 
 std::vector<CK_OBJECT_HANDLE> ObjectTable::search(std::span<const CK_ATTRIBUTE> templ) const {
     std::vector<CK_OBJECT_HANDLE> out;
     for (const auto& [h, o] : objects_) {
-        if (o.matches(templ)) out.push_back(h);
+        if (o->matches(templ)) out.push_back(h);
     }
     return out;
 }

@@ -8,6 +8,7 @@
 // the module: the same key (or version) keeps its handle across refreshes.
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <span>
@@ -37,16 +38,17 @@ struct Object {
 class ObjectTable {
 public:
     /// Replaces the objects with those built from `keys`, keeping handles.
-    void refresh(const std::vector<client::KeyInfo>& keys, const std::string& label);
+    void refresh(const std::vector<client::KeyInfo>& keys);
     void clear() { objects_.clear(); }
-    [[nodiscard]] const Object* find(CK_OBJECT_HANDLE h) const;
+    /// Shared, immutable: a caller keeps its copy across a refresh without copying the attributes.
+    [[nodiscard]] std::shared_ptr<const Object> find(CK_OBJECT_HANDLE h) const;
     [[nodiscard]] std::vector<CK_OBJECT_HANDLE> search(std::span<const CK_ATTRIBUTE> templ) const;
 
 private:
     CK_OBJECT_HANDLE handle_for(const std::string& identity);
     std::map<std::string, CK_OBJECT_HANDLE> handles_;  // identity -> handle, never forgotten
     CK_OBJECT_HANDLE next_ = 1;
-    std::map<CK_OBJECT_HANDLE, Object> objects_;
+    std::map<CK_OBJECT_HANDLE, std::shared_ptr<const Object>> objects_;
 };
 
 /// Fills one template entry from an object per the C_GetAttributeValue
