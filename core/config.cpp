@@ -93,7 +93,9 @@ void apply_file(Config& c, const std::string& file) {
         read(file, *t, "handle_cache_size", c.handle_cache_size);
     }
     if (const auto* t = section("audit")) {
-        reject_unknown(file, *t, "audit", {"checkpoint_every", "checkpoint_seconds", "durability"});
+        reject_unknown(file, *t, "audit", {"checkpoint_every", "checkpoint_seconds", "durability", "ingest_ms"});
+        read(file, *t, "ingest_ms", c.ingest_ms);
+        if (c.ingest_ms > 1000) bad(file, *t->get("ingest_ms"), "audit.ingest_ms must be at most 1000");
         read(file, *t, "checkpoint_every", c.checkpoint_every);
         read(file, *t, "checkpoint_seconds", c.checkpoint_seconds);
         read(file, *t, "durability", c.durability);

@@ -38,6 +38,9 @@ struct Config {
     std::int64_t checkpoint_every = 1000;  // events
     std::int64_t checkpoint_seconds = 60;
     std::string durability = "process";  // or "power"
+    // keywardend: spool events and store them every this many ms (0: no
+    // spool, each request waits for its own commit). "process" only.
+    std::int64_t ingest_ms = 2;
 
     // [server]
     std::string listen = "127.0.0.1:8443";

@@ -192,6 +192,7 @@ Response audit_query(App& app, const Request& r) {
         if (!n || *n == 0) throw ApiError(400, "BAD_LIMIT", "limit wants a positive integer");
         q.limit = static_cast<std::size_t>(std::min<std::uint64_t>(10000, *n));
     }
+    app.audit.flush();  // the caller's own recent events are in the answer
     nlohmann::json events = nlohmann::json::array();
     for (const auto& e : app.audit.sink().query(q)) events.push_back(core::audit::to_json(e));
     return Response::json({{"events", events}});
@@ -223,6 +224,7 @@ Response admin(App& app, const Request& r, const std::string& path) {
                 return Response::json({{"rotation", s ? rotation_json(*s) : nlohmann::json(nullptr)}});
             }
             if (get && action == "usage") {
+                app.audit.flush();  // usage by outcome and last use are counted from the audit log
                 auto key = app.keys.get(name);
                 const auto now = app.keys.clock().now();
                 nlohmann::json toks = nlohmann::json::array();

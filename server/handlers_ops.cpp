@@ -26,6 +26,12 @@ Response readyz(App& app, const Request&) {
         ready = false;
     }
     checks["audit_queue_depth"] = app.audit.queue_depth();
+    if (const std::string why = app.audit.store_error(); why.empty()) {
+        checks["audit"] = "ok";
+    } else {
+        checks["audit"] = why;  // every audited operation is refused meanwhile
+        ready = false;
+    }
     return Response::json({{"ready", ready}, {"checks", checks}}, ready ? 200 : 503);
 }
 

@@ -95,6 +95,11 @@ int run(int argc, char** argv) {
     core::audit::LogOptions lo;
     lo.checkpoint_every = static_cast<std::uint64_t>(config.checkpoint_every);
     lo.checkpoint_seconds = config.checkpoint_seconds;
+    // Requests make their events durable in a spool and a thread stores them
+    // in batches (log.hpp); a spool a crashed keywardend left is stored first.
+    lo.spool_store_path = store_path;
+    lo.spool = config.durability == "process" && config.ingest_ms > 0;
+    lo.ingest_interval = std::chrono::milliseconds(config.ingest_ms);
     core::audit::Log audit(sink, audit_keys, clock, lo);
     core::KeyService keys(token, *store, roots, clock, audit, "keywardend", config.handle_cache_size);
     // Declared after the store, so it is destroyed (and flushes) before it.

@@ -4,7 +4,13 @@
 // kills it with SIGKILL at a random moment and checks that every seq printed
 // here is in the store and that the chain still verifies.
 //
-//   audit_appender [THREADS=4] [PAUSE_US=0]
+//   audit_appender [THREADS=4] [PAUSE_US=0] [spool RUN]
+//
+// With "spool", the log spools (LogOptions::spool): record() returns once the
+// event is in the spool file, and the appender prints "spooled RUN THREAD I"
+// instead (the seq is given later, when the event reaches the store). The
+// crash test then checks that the next opener of the log stores each such
+// event exactly once.
 //
 // PAUSE_US: each thread sleeps this long between its events. The crash test
 // uses it to bound how many events a round writes, because `hsm-keytool
@@ -48,8 +54,10 @@ int main(int argc, char** argv) {
     try {
         const int threads = argc > 1 ? std::atoi(argv[1]) : 4;
         const long pause_us = argc > 2 ? std::atol(argv[2]) : 0;
-        if (threads < 1 || threads > 256 || pause_us < 0) {
-            std::fprintf(stderr, "usage: audit_appender [THREADS (1-256)] [PAUSE_US]\n");
+        const bool spool = argc > 3 && std::string(argv[3]) == "spool";
+        const long run = argc > 4 ? std::atol(argv[4]) : 0;
+        if (threads < 1 || threads > 256 || pause_us < 0 || (argc > 3 && !spool)) {
+            std::fprintf(stderr, "usage: audit_appender [THREADS (1-256)] [PAUSE_US] [spool RUN]\n");
             return 2;
         }
 
@@ -67,6 +75,10 @@ int main(int argc, char** argv) {
         kw::core::SystemClock clock;
         audit::LogOptions options;
         options.checkpoint_every = 25;
+        if (spool) {
+            options.spool_store_path = audit::sqlite_path_from_url(env("KEYWARDEN_STORE_URL"));
+            options.spool = true;
+        }
         audit::Log log(sink, keys, clock, options);
 
         std::mutex out;
@@ -81,10 +93,15 @@ int main(int argc, char** argv) {
                                                                            "",
                                                                            "append",
                                                                            "ok",
-                                                                           {{"thread", t}, {"i", i}}});
+                                                                           {{"thread", t}, {"i", i}, {"run", run}}});
                         {
                             std::lock_guard lock(out);
-                            std::fprintf(stdout, "durable %llu\n", static_cast<unsigned long long>(seq));
+                            if (spool) {
+                                std::fprintf(stdout, "spooled %ld %d %llu\n", run, t,
+                                             static_cast<unsigned long long>(i));
+                            } else {
+                                std::fprintf(stdout, "durable %llu\n", static_cast<unsigned long long>(seq));
+                            }
                             std::fflush(stdout);
                         }
                         if (pause_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(pause_us));

@@ -2,12 +2,16 @@
 // sink: group commit, chain verification, tamper detection (online and
 // offline) and failing closed. Runs under tests/with-token.sh.
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -20,6 +24,7 @@
 #include "core/audit/event.hpp"
 #include "core/audit/keys.hpp"
 #include "core/audit/log.hpp"
+#include "core/audit/spool.hpp"
 #include "core/audit/sqlite_sink.hpp"
 #include "core/audit/verify.hpp"
 #include "core/clock.hpp"
@@ -647,4 +652,132 @@ TEST_CASE("group commit: 16 threads x 200 events") {
     CHECK_MESSAGE(r.ok, r.message);
     CHECK(r.events == kThreads * kEach);
     CHECK(r.checkpoints == cps.size());
+}
+
+// ---- The spool (core/audit/spool.hpp): keywardend's path for events. ----
+
+namespace {
+
+audit::LogOptions spooled(const std::string& path, std::chrono::milliseconds interval = std::chrono::milliseconds(2)) {
+    audit::LogOptions o = every_ten();
+    o.spool_store_path = path;
+    o.spool = true;
+    o.ingest_interval = interval;
+    return o;
+}
+
+std::vector<std::string> spool_files(const std::string& path) {
+    return audit::SpoolFile::list(path);
+}
+
+audit::Record probe(int i) {
+    return audit::Record{audit::EventType::key_used, "test", "k", "", "probe", "ok", {{"i", i}}};
+}
+
+}  // namespace
+
+TEST_CASE("spooled: record() returns once spooled; flush() stores; a clean close leaves no spool") {
+    const std::string path = fresh_db("spool");
+    // A long interval: nothing reaches the store until flush() asks.
+    AuditStack a(path, spooled(path, std::chrono::milliseconds(1000)));
+    const auto files = spool_files(path);
+    REQUIRE(files.size() == 1);
+    struct stat st {};
+    REQUIRE(::stat(files.front().c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+
+    for (int i = 0; i < 50; ++i) CHECK(a.log->record(probe(i)) == 0);  // no seq yet: not in the store
+    CHECK(st.st_size == 0);
+    REQUIRE(::stat(files.front().c_str(), &st) == 0);
+    CHECK(st.st_size > 50 * 8);
+    Raw raw(path);
+    CHECK(raw.count("SELECT COUNT(*) FROM audit_events") == 0);
+    CHECK(a.log->queue_depth() == 50);
+
+    a.log->flush();
+    CHECK(raw.count("SELECT COUNT(*) FROM audit_events") == 50);
+    CHECK(a.log->queue_depth() == 0);
+    CHECK(a.log->head_seq() == 50);
+    // The store knows how much of the spool it holds, in the same commit.
+    CHECK(raw.count("SELECT ingested FROM audit_spools") == st.st_size);
+    auto r = a.verify_online();
+    CHECK_MESSAGE(r.ok, r.message);
+    CHECK(r.events == 50);
+    CHECK(r.checkpoints == 1);  // one batch: its checkpoint covers all 50
+
+    // Without flush(), the ingesting thread stores them within its interval.
+    for (int i = 50; i < 60; ++i) a.log->record(probe(i));
+    a.log.reset();  // the last round on close stores the rest
+    CHECK(raw.count("SELECT COUNT(*) FROM audit_events") == 60);
+    CHECK(spool_files(path).empty());
+    CHECK(raw.count("SELECT COUNT(*) FROM audit_spools") == 0);
+}
+
+TEST_CASE("spooled: a dead writer's spool is stored once, behind a marker; a torn tail is reported") {
+    const std::string path = fresh_db("spool_recover");
+    AuditStack a(path);
+    a.fill(3);
+    a.log.reset();
+    {
+        // A writer that "crashes": two events stored, three more only spooled, then a torn frame.
+        auto spool = audit::SpoolFile::create(path);
+        for (int i = 0; i < 5; ++i) spool.append(probe(i), kStart + i);
+        const auto stored_upto = spool.read_from(0).events.at(1).end;
+        Raw raw(path);
+        raw.exec("INSERT INTO audit_spools(id, ingested) VALUES ('" + spool.id() + "', " + std::to_string(stored_upto) +
+                 ")");
+        const int fd = ::open(spool.path().c_str(), O_WRONLY | O_APPEND);
+        REQUIRE(fd >= 0);
+        REQUIRE(::write(fd, "\0\0\0\x40junk", 8) == 8);
+        ::close(fd);
+        // A live writer's spool is left alone.
+        a.log = std::make_unique<audit::Log>(*a.sink, *a.keys, a.clock, spooled(path));
+        CHECK(spool_files(path).size() == 2);
+        a.log.reset();
+        CHECK(spool_files(path).size() == 1);  // the live one's own, closed cleanly
+    }                                          // the "crashed" writer's lock goes with it
+    a.log = std::make_unique<audit::Log>(*a.sink, *a.keys, a.clock, spooled(path));
+    a.log->flush();
+    const auto events = a.events();
+    REQUIRE(events.size() == 3 + 1 + 3);
+    CHECK(events[3].type == audit::EventType::audit_recovered);
+    const auto d = nlohmann::json::parse(events[3].details);
+    CHECK(d["events"] == 3);
+    CHECK(d["unreadable_bytes"] == 8);
+    for (int i = 0; i < 3; ++i) {
+        CHECK(nlohmann::json::parse(events[4 + i].details)["i"] == i + 2);  // the three not yet stored
+        CHECK(events[4 + i].time == kStart + i + 2);                        // when they were recorded
+    }
+    CHECK(spool_files(path).size() == 1);  // only the new writer's
+    auto r = a.verify_online();
+    CHECK_MESSAGE(r.ok, r.message);
+}
+
+TEST_CASE("spooled: fail closed while the store refuses the events, and none lost or doubled after") {
+    const std::string path = fresh_db("spool_fail");
+    AuditStack a(path, spooled(path));
+    a.log->record(probe(0));
+    a.log->flush();
+    Raw raw(path);
+    raw.exec("CREATE TRIGGER block BEFORE INSERT ON audit_events BEGIN SELECT RAISE(FAIL, 'disk full'); END;");
+    a.log->record(probe(1));  // spooled: durable, the store has not seen it yet
+    CHECK_THROWS_AS(a.log->flush(), Error);
+    CHECK(a.log->store_error().find("disk full") != std::string::npos);
+    try {
+        a.log->record(probe(2));
+        FAIL("record() must refuse while the store refuses the spooled events");
+    } catch (const Error& e) {
+        CHECK(e.kind() == ErrorKind::audit_failure);
+        CHECK(std::string(e.what()).find("disk full") != std::string::npos);
+    }
+    raw.exec("DROP TRIGGER block");
+    a.log->flush();  // the next attempt stores the kept batch
+    CHECK(a.log->store_error().empty());
+    a.log->record(probe(3));
+    a.log->flush();
+    std::vector<int> seen;
+    for (const auto& e : a.events()) seen.push_back(nlohmann::json::parse(e.details)["i"].get<int>());
+    CHECK(seen == std::vector<int>{0, 1, 3});
+    auto r = a.verify_online();
+    CHECK_MESSAGE(r.ok, r.message);
 }

@@ -10,7 +10,7 @@
 namespace kw::core::audit {
 namespace {
 
-constexpr std::array<std::pair<EventType, std::string_view>, 12> kTypes{{
+constexpr std::array<std::pair<EventType, std::string_view>, 13> kTypes{{
     {EventType::key_created, "key_created"},
     {EventType::key_retrieved, "key_retrieved"},
     {EventType::key_used, "key_used"},
@@ -23,6 +23,7 @@ constexpr std::array<std::pair<EventType, std::string_view>, 12> kTypes{{
     {EventType::admin_login_failed, "admin_login_failed"},
     {EventType::policy_changed, "policy_changed"},
     {EventType::rate_limited, "rate_limited"},
+    {EventType::audit_recovered, "audit_recovered"},
 }};
 
 }  // namespace

@@ -30,6 +30,7 @@ enum class EventType {
     admin_login_failed,
     policy_changed,
     rate_limited,
+    audit_recovered,  // events taken from a crashed writer's spool (spool.hpp)
 };
 
 [[nodiscard]] std::string_view to_string(EventType t);

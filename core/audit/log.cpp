@@ -16,11 +16,139 @@ Log::Log(Sink& sink, Keys& keys, const Clock& clock, LogOptions options)
     } else {
         last_checkpoint_time_ = clock_.now();
     }
+    if (!options_.spool_store_path.empty()) recover_spools();
+    if (options_.spool && !options_.spool_store_path.empty()) {
+        spool_.emplace(SpoolFile::create(options_.spool_store_path));
+        ingester_ = std::thread([this] { ingest_loop(); });
+    }
 }
 
 Log::~Log() {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    ingest_wake_.notify_all();
+    ingested_.notify_all();
+    if (ingester_.joinable()) ingester_.join();  // its last round stores what is left
+    if (spool_) {
+        std::lock_guard lock(mutex_);
+        if (pending_.records.empty() && ingest_error_.empty()) {
+            // File first: a crash in between leaves a mark without a spool
+            // (harmless), never a spool without its mark (taken twice).
+            spool_->remove();
+            try {
+                sink_.forget_spool(spool_->id());
+            } catch (const std::exception&) {
+            }
+        }
+        // Otherwise the spool stays, and the next process to open the log
+        // stores what it holds.
+    }
+}
+
+void Log::recover_spools() {
+    for (const auto& path : SpoolFile::list(options_.spool_store_path)) {
+        auto spool = SpoolFile::adopt(path);
+        if (!spool) continue;  // its writer is alive
+        const std::uint64_t from = sink_.spool_ingested(spool->id());
+        auto contents = spool->read_from(from);
+        if (!contents.events.empty() || contents.bad_bytes != 0) {
+            // The recovered events were not MAC'd when they were written:
+            // the marker says where they came from, ahead of them.
+            Batch batch;
+            batch.records.push_back(Record{EventType::audit_recovered,
+                                           "audit-recovery",
+                                           "",
+                                           "",
+                                           "recover_spool",
+                                           "ok",
+                                           {{"spool", spool->id()},
+                                            {"events", contents.events.size()},
+                                            {"from_offset", from},
+                                            {"unreadable_bytes", contents.bad_bytes}}});
+            batch.times.push_back(clock_.now());
+            for (auto& e : contents.events) {
+                batch.records.push_back(std::move(e.record));
+                batch.times.push_back(e.time);
+            }
+            batch.spool_id = spool->id();
+            batch.spool_end = contents.events.empty() ? from : contents.events.back().end;
+            write(batch);  // throws: the log is not opened with events missing
+        }
+        spool->remove();
+        sink_.forget_spool(spool->id());
+    }
+}
+
+void Log::ingest_loop() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+        ingest_wake_.wait_for(lock, options_.ingest_interval, [this] {
+            return stopping_ || flush_requested_ || pending_.records.size() >= options_.max_batch;
+        });
+        const bool last = stopping_;
+        flush_requested_ = false;
+        ingest(lock);
+        if (last) return;
+    }
+}
+
+void Log::ingest(std::unique_lock<std::mutex>& lock) {
+    if (pending_.records.empty() && !pending_.force_checkpoint) return;
+    Batch batch = std::move(pending_);
+    pending_ = Batch{};
+    batch.spool_id = spool_->id();
+    writing_ = true;
+    lock.unlock();
+    std::string error;
+    bool locked = false;
+    try {
+        write(batch);
+    } catch (const Error& e) {
+        error = e.what();
+        locked = e.kind() == ErrorKind::store_locked;
+    } catch (const std::exception& e) {
+        error = e.what();
+        if (error.empty()) error = "unknown error";
+    }
+    lock.lock();
+    writing_ = false;
+    ++attempts_;
+    if (error.empty()) {
+        stored_ += batch.records.size();
+        ingest_error_.clear();
+    } else {
+        // Kept in spool order, ahead of what arrived meanwhile, for the next try.
+        ingest_error_ = error;
+        ingest_locked_ = locked;
+        batch.records.insert(batch.records.end(), std::make_move_iterator(pending_.records.begin()),
+                             std::make_move_iterator(pending_.records.end()));
+        batch.times.insert(batch.times.end(), pending_.times.begin(), pending_.times.end());
+        if (!pending_.times.empty()) batch.spool_end = pending_.spool_end;
+        batch.force_checkpoint = batch.force_checkpoint || pending_.force_checkpoint;
+        pending_ = std::move(batch);
+    }
+    ingested_.notify_all();
+}
+
+void Log::flush() {
+    std::unique_lock lock(mutex_);
+    if (!spool_) return;
+    const std::uint64_t target = submitted_;
+    const std::uint64_t tries = attempts_;
+    flush_requested_ = true;
+    ingest_wake_.notify_one();
+    ingested_.wait(lock, [&] {
+        return stored_ >= target && !pending_.force_checkpoint ? true
+               : stopping_                                     ? true
+                                                               : attempts_ > tries && !ingest_error_.empty();
+    });
+    if (stored_ < target || pending_.force_checkpoint) {
+        const std::string why = ingest_error_.empty() ? "audit log is shutting down" : ingest_error_;
+        if (ingest_locked_) throw Error(ErrorKind::store_locked, "audit log write failed: " + why);
+        throw Error(ErrorKind::audit_failure, "audit log write failed: " + why);
+    }
 }
 
 std::uint64_t Log::record(Record record) {
@@ -28,6 +156,24 @@ std::uint64_t Log::record(Record record) {
 }
 
 Log::Ticket Log::submit(Record record) {
+    if (spool_) {
+        const UnixTime now = clock_.now();
+        std::unique_lock lock(mutex_);
+        // Bounded memory: a store far behind slows callers down.
+        ingested_.wait(lock, [this] { return stopping_ || pending_.records.size() < 16 * options_.max_batch; });
+        if (stopping_) throw Error(ErrorKind::audit_failure, "audit log is shutting down");
+        if (!ingest_error_.empty()) {
+            const std::string why = "the audit log cannot reach the store: " + ingest_error_;
+            throw Error(ingest_locked_ ? ErrorKind::store_locked : ErrorKind::audit_failure, why);
+        }
+        const std::uint64_t end = spool_->append(record, now);  // throws: nothing recorded
+        pending_.records.push_back(std::move(record));
+        pending_.times.push_back(now);
+        pending_.spool_end = end;
+        ++submitted_;
+        if (pending_.records.size() >= options_.max_batch) ingest_wake_.notify_one();
+        return Ticket{};  // durable now: wait() has nothing to wait for
+    }
     std::lock_guard lock(mutex_);
     if (stopping_) throw Error(ErrorKind::audit_failure, "audit log is shutting down");
     Ticket t;
@@ -40,6 +186,7 @@ Log::Ticket Log::submit(Record record) {
 std::uint64_t Log::wait(const Ticket& ticket) {
     // A leader already writing may take the event with its next batch while
     // the caller works; otherwise the caller leads the write itself here.
+    if (!ticket.state) return 0;  // spooled
     const auto state = std::static_pointer_cast<BatchState>(ticket.state);
     const std::size_t index = ticket.index;
     std::unique_lock lock(mutex_);
@@ -56,6 +203,11 @@ std::uint64_t Log::wait(const Ticket& ticket) {
 void Log::checkpoint_now() {
     std::unique_lock lock(mutex_);
     pending_.force_checkpoint = true;
+    if (spool_) {
+        lock.unlock();
+        flush();
+        return;
+    }
     const std::shared_ptr<BatchState> state = pending_.state;
     lead(lock, state);
     if (!state->error.empty()) {
@@ -105,6 +257,11 @@ std::uint64_t Log::head_seq() {
     return head_seq_;
 }
 
+std::string Log::store_error() {
+    std::lock_guard lock(mutex_);
+    return ingest_error_;
+}
+
 std::size_t Log::queue_depth() {
     std::lock_guard lock(mutex_);
     return pending_.records.size();
@@ -123,20 +280,19 @@ void Log::write(Batch& batch) {
         std::vector<std::string> hashes;
         hashes.reserve(batch.records.size());
         out.events.reserve(batch.records.size());
-        // The records are not needed after this batch: move their strings.
-        // (A retry after a busy store rebuilds from a fresh head, but never
-        // from these records: a failed batch is reported to its callers.)
-        for (auto& r : batch.records) {
+        // Copied, not moved: a spooled batch the store refused is tried again.
+        for (std::size_t i = 0; i < batch.records.size(); ++i) {
+            const Record& r = batch.records[i];
             Event e;
             e.type = r.type;
-            e.actor = std::move(r.actor);
-            e.key = std::move(r.key);
-            e.kid = std::move(r.kid);
-            e.operation = std::move(r.operation);
-            e.outcome = std::move(r.outcome);
+            e.actor = r.actor;
+            e.key = r.key;
+            e.kid = r.kid;
+            e.operation = r.operation;
+            e.outcome = r.outcome;
             e.details = r.details.dump();
             e.seq = ++seq;
-            e.time = now;
+            e.time = batch.times.empty() ? now : batch.times[i];
             e.prev_hash = prev;
             e.hash = compute_hash(e);
             prev = e.hash;
@@ -152,6 +308,7 @@ void Log::write(Batch& batch) {
             out.checkpoint = Checkpoint{seq, prev, now, ""};
             out.checkpoint->signature = keys_.sign_checkpoint(*out.checkpoint);
         }
+        if (!batch.spool_id.empty()) out.spool_mark = Sink::SpoolMark{batch.spool_id, batch.spool_end};
         return out;
     });
     std::lock_guard lock(mutex_);  // head_seq() and queue_depth() read under it

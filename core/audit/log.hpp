@@ -18,16 +18,32 @@
 //
 // Callers must not hold a token session lease while calling record(): the
 // leader leases one to MAC the batch.
+//
+// Spooled (LogOptions::spool, keywardend with durability "process"): record()
+// appends the event to this process's spool file (spool.hpp) with one
+// write() and returns; the event is then durable against kill -9. A
+// background thread moves spooled events to the store every
+// `ingest_interval`, in batches built exactly as above, and marks in the same
+// transaction how much of the spool the store holds. A request thus pays
+// one write() instead of a commit and a token MAC. Fail closed still holds:
+// a spool write that fails refuses the operation, and while the store cannot
+// take the spooled events every new record() is refused too. Events reach
+// other readers of the store (hsm-keytool audit ...) within about one
+// interval; flush() waits for that.
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/audit/event.hpp"
 #include "core/audit/keys.hpp"
 #include "core/audit/sink.hpp"
+#include "core/audit/spool.hpp"
 #include "core/clock.hpp"
 
 namespace kw::core::audit {
@@ -36,6 +52,14 @@ struct LogOptions {
     std::uint64_t checkpoint_every = 1000;  // events
     std::int64_t checkpoint_seconds = 60;
     std::size_t max_batch = 4096;
+    /// The store file spools sit next to. When set, the constructor first
+    /// moves into the store the events of any spool whose writer is gone
+    /// (a crash), marked by an audit_recovered event, and deletes it.
+    std::string spool_store_path;
+    /// With spool_store_path: spool this log's own events (see above). Not
+    /// for durability "power": the spool is not fsync'd.
+    bool spool = false;
+    std::chrono::milliseconds ingest_interval{2};
 };
 
 class Log {
@@ -45,7 +69,8 @@ public:
     Log(const Log&) = delete;
     Log& operator=(const Log&) = delete;
 
-    /// Appends one event; returns its seq once it is durable. Throws
+    /// Appends one event; returns its seq once it is durable (0 when
+    /// spooled: the seq is given when it reaches the store). Throws
     /// Error(audit_failure) when it could not be written.
     std::uint64_t record(Record record);
 
@@ -65,11 +90,17 @@ public:
     /// Writes a checkpoint for the current head now (if there is anything
     /// new since the last one).
     void checkpoint_now();
+    /// Spooled: returns once every event recorded so far is in the store
+    /// (throws as record() does if the store cannot take them). Otherwise
+    /// there is nothing to wait for.
+    void flush();
 
     [[nodiscard]] Keys& keys() noexcept { return keys_; }
     [[nodiscard]] Sink& sink() noexcept { return sink_; }
     [[nodiscard]] std::uint64_t head_seq();
     [[nodiscard]] std::size_t queue_depth();
+    /// Spooled: why the store did not take the last batch ("" if it did).
+    [[nodiscard]] std::string store_error();
 
 private:
     struct BatchState {
@@ -82,12 +113,20 @@ private:
         std::vector<Record> records;
         std::shared_ptr<BatchState> state = std::make_shared<BatchState>();
         bool force_checkpoint = false;
+        // Spooled events: when each was recorded, and the spool offset after the last.
+        std::vector<UnixTime> times;
+        std::string spool_id;
+        std::uint64_t spool_end = 0;
     };
 
     /// Writes batches while `state` (the caller's) is not done and nobody
     /// else is writing; `lock` holds mutex_ on entry and on return.
     void lead(std::unique_lock<std::mutex>& lock, const std::shared_ptr<BatchState>& state);
     void write(Batch& batch);
+    void recover_spools();
+    void ingest_loop();
+    /// Writes what is spooled but not yet stored; `lock` holds mutex_.
+    void ingest(std::unique_lock<std::mutex>& lock);
 
     Sink& sink_;
     Keys& keys_;
@@ -105,6 +144,18 @@ private:
     std::string head_hash_;
     std::uint64_t last_checkpoint_seq_ = 0;
     UnixTime last_checkpoint_time_ = 0;
+
+    // Spooled mode (all under mutex_ but the thread).
+    std::optional<SpoolFile> spool_;
+    std::thread ingester_;
+    std::condition_variable ingest_wake_;
+    std::condition_variable ingested_;
+    bool flush_requested_ = false;
+    std::uint64_t submitted_ = 0;  // events spooled
+    std::uint64_t stored_ = 0;     // of those, events in the store
+    std::uint64_t attempts_ = 0;   // ingestion attempts
+    std::string ingest_error_;     // the last attempt's failure ("" if it worked)
+    bool ingest_locked_ = false;
 };
 
 }  // namespace kw::core::audit

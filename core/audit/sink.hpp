@@ -28,10 +28,16 @@ public:
     [[nodiscard]] virtual std::optional<Checkpoint> last_checkpoint() = 0;
     virtual void append(std::span<const Event> events, const std::optional<Checkpoint>& checkpoint) = 0;
 
+    /// How much of a spool (spool.hpp) the store holds: `ingested` bytes.
+    struct SpoolMark {
+        std::string id;
+        std::uint64_t ingested = 0;
+    };
     /// What a writer appends, built against the current head.
     struct Batch {
         std::vector<Event> events;
         std::optional<Checkpoint> checkpoint;
+        std::optional<SpoolMark> spool_mark;  // stored in the same transaction
     };
     /// Several processes may append to one log (keywardend and hsm-keytool):
     /// inside one write transaction, reads the newest event and checkpoint,
@@ -43,6 +49,11 @@ public:
     virtual void for_each(const std::function<bool(const Event&)>& fn) = 0;
     [[nodiscard]] virtual std::vector<Checkpoint> checkpoints() = 0;
     [[nodiscard]] virtual std::vector<Event> query(const Query& q) = 0;
+
+    /// Spool marks. A sink that keeps none (the default) must not be used
+    /// with a spooling Log: recovery would take a spool's events again.
+    [[nodiscard]] virtual std::uint64_t spool_ingested(const std::string& /*id*/) { return 0; }
+    virtual void forget_spool(const std::string& /*id*/) {}
 };
 
 }  // namespace kw::core::audit

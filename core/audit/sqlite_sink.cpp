@@ -99,12 +99,13 @@ Sink::Batch SqliteSink::append_at_head(
         if (s->step()) cp = read_checkpoint(*s);
     }
     Batch batch = build(head, cp);
-    insert(batch.events, batch.checkpoint);
+    insert(batch.events, batch.checkpoint, batch.spool_mark);
     tx.commit();
     return batch;
 }
 
-void SqliteSink::insert(std::span<const Event> events, const std::optional<Checkpoint>& checkpoint) {
+void SqliteSink::insert(std::span<const Event> events, const std::optional<Checkpoint>& checkpoint,
+                        const std::optional<SpoolMark>& mark) {
     for (const auto& e : events) {
         auto& s = *insert_event_;
         s.reset();
@@ -131,6 +132,25 @@ void SqliteSink::insert(std::span<const Event> events, const std::optional<Check
             .bind(4, checkpoint->signature);
         s.run();
     }
+    if (mark) {
+        auto s = writer_.get(
+            "INSERT INTO audit_spools(id, ingested) VALUES (?1, ?2) "
+            "ON CONFLICT(id) DO UPDATE SET ingested = excluded.ingested");
+        s->bind(1, mark->id).bind(2, static_cast<std::int64_t>(mark->ingested));
+        s->run();
+    }
+}
+
+std::uint64_t SqliteSink::spool_ingested(const std::string& id) {
+    sqlite::Statement s(db_, "SELECT ingested FROM audit_spools WHERE id = ?1");
+    s.bind(1, id);
+    return s.step() ? static_cast<std::uint64_t>(s.integer(0)) : 0;
+}
+
+void SqliteSink::forget_spool(const std::string& id) {
+    sqlite::Statement s(db_, "DELETE FROM audit_spools WHERE id = ?1");
+    s.bind(1, id);
+    s.run();
 }
 
 void SqliteSink::for_each(const std::function<bool(const Event&)>& fn) {

@@ -32,9 +32,12 @@ public:
     [[nodiscard]] std::vector<Event> query(const Query& q) override;
     /// Error path of verification: which stored event has this hash.
     [[nodiscard]] std::optional<std::uint64_t> seq_of_hash(const std::string& hash);
+    [[nodiscard]] std::uint64_t spool_ingested(const std::string& id) override;
+    void forget_spool(const std::string& id) override;
 
 private:
-    void insert(std::span<const Event> events, const std::optional<Checkpoint>& checkpoint);
+    void insert(std::span<const Event> events, const std::optional<Checkpoint>& checkpoint,
+                const std::optional<SpoolMark>& mark = std::nullopt);
 
     sqlite::Database db_;
     sqlite::StatementCache writer_;  // the appending leader's head reads, prepared once

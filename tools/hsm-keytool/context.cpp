@@ -125,6 +125,8 @@ core::audit::Log& Context::audit() {
         core::audit::LogOptions o;
         o.checkpoint_every = static_cast<std::uint64_t>(config_.checkpoint_every);
         o.checkpoint_seconds = config_.checkpoint_seconds;
+        // Events a crashed keywardend left in its spool are stored first.
+        o.spool_store_path = core::audit::sqlite_path_from_url(config_.store_url);
         audit_log_ = std::make_unique<core::audit::Log>(sink, *audit_keys_, clock_, o);
     }
     return *audit_log_;

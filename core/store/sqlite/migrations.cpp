@@ -146,6 +146,13 @@ CREATE INDEX audit_events_kid ON audit_events(kid, time);
 ALTER TABLE api_tokens ADD COLUMN refill_seconds INTEGER;
 ALTER TABLE api_tokens ADD COLUMN period_start INTEGER;
 )sql"},
+    Migration{5, R"sql(
+-- How many bytes of each audit spool the log holds (core/audit/spool.hpp).
+CREATE TABLE audit_spools (
+    id        TEXT PRIMARY KEY,
+    ingested  INTEGER NOT NULL
+);
+)sql"},
 };
 
 int current_version(Database& db) {
