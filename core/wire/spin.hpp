@@ -5,8 +5,10 @@
 // A round trip on a unix socket costs little; waking a thread that sleeps in
 // read() costs much more (a context switch, and on virtual machines an
 // interrupt-window exit): measured here, polling for up to a few hundred
-// microseconds took a PKCS#11 ECDSA signature from 3,580/s to 8,315/s
+// microseconds took a PKCS#11 ECDSA signature from 3,580/s to 8,315/s, and
+// yielding between polls took two signing threads from 7,700/s to 13,100/s
 // (docs/performance.md). The budget bounds the CPU an idle peer can burn.
+#include <sched.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -23,6 +25,10 @@ inline void spin_until_readable(int fd, std::chrono::microseconds budget) {
     do {
         const ssize_t got = ::recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
         if (got >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return;
+        // Give the CPU to a runnable thread first: with more threads than
+        // CPUs (two signing threads and the daemon's on two vCPUs) a poller
+        // that does not yield holds the very core its answer needs.
+        sched_yield();
     } while (std::chrono::steady_clock::now() < until);
 }
 
