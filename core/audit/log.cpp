@@ -1,11 +1,13 @@
 #include "core/audit/log.hpp"
 
+#include <utility>
+
 #include "core/error.hpp"
 
 namespace kw::core::audit {
 
 Log::Log(Sink& sink, Keys& keys, const Clock& clock, LogOptions options)
-    : sink_(sink), keys_(keys), clock_(clock), options_(options) {
+    : sink_(sink), keys_(keys), clock_(clock), options_(std::move(options)) {
     if (auto last = sink_.last_event()) {
         head_seq_ = last->seq;
         head_hash_ = last->hash;
