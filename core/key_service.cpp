@@ -189,9 +189,7 @@ KeyVersion KeyService::make_version(const ManagedKey& key, int number, Residency
         // generated.* are extractable session objects: they are destroyed
         // here; signing uses a non-extractable unwrapped copy.
     } else {
-        for (CK_OBJECT_HANDLE evicted : cache_.put(v.kid, generated.private_key.get(), false, token_.generation())) {
-            s.fn()->C_DestroyObject(s.handle(), evicted);
-        }
+        (void)cache_.put(v.kid, generated.private_key.get(), false, token_.generation());
     }
     return v;
 }
@@ -322,9 +320,11 @@ token::SignMechanism KeyService::mechanism_for(const ManagedKey& key, const Sign
     return M::hmac_sha256;
 }
 
-CK_OBJECT_HANDLE KeyService::working_handle(const token::Session& s, const ManagedKey& key, const KeyVersion& v) {
+HandleCache::Ref KeyService::working_handle(const token::Session& s, const ManagedKey& key, const KeyVersion& v) {
     const std::uint64_t gen = token_.generation();
-    if (auto h = cache_.get(v.kid, gen)) return *h;
+    // Objects that left the cache and are no longer in use by any thread.
+    for (CK_OBJECT_HANDLE retired : cache_.take_retired(gen)) s.fn()->C_DestroyObject(s.handle(), retired);
+    if (auto h = cache_.get(v.kid, gen)) return h;
     CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
     bool owned = false;
     if (v.residency == Residency::wrapped) {
@@ -346,10 +346,7 @@ CK_OBJECT_HANDLE KeyService::working_handle(const token::Session& s, const Manag
         }
         handle = found.front();
     }
-    for (CK_OBJECT_HANDLE evicted : cache_.put(v.kid, handle, owned, gen)) {
-        s.fn()->C_DestroyObject(s.handle(), evicted);
-    }
-    return handle;
+    return cache_.put(v.kid, handle, owned, gen);
 }
 
 KeyVersion KeyService::signing_version(const ManagedKey& key, const SignOptions& options) const {
@@ -401,8 +398,8 @@ SignResult KeyService::sign(std::string_view name, std::span<const std::uint8_t>
         auto lease = token_.session();
         const auto& s = lease.session();
         try {
-            CK_OBJECT_HANDLE h = working_handle(s, key, *v);
-            result.signature = token::sign(s, h, result.mechanism, data);
+            const auto h = working_handle(s, key, *v);
+            result.signature = token::sign(s, h->handle(), result.mechanism, data);
         } catch (const std::exception& e) {
             failure = std::current_exception();
             why = e.what();
@@ -440,7 +437,7 @@ VerifyResult KeyService::verify(std::string_view name, std::span<const std::uint
         if (family_of(key) == Family::hmac) {
             auto lease = token_.session();
             const auto& s = lease.session();
-            ok = token::verify(s, working_handle(s, key, v), mech, data, signature);
+            ok = token::verify(s, working_handle(s, key, v)->handle(), mech, data, signature);
         } else {
             ok = verify_with_public_key(v.public_key, mech, data, signature);
         }
@@ -484,7 +481,7 @@ SignResult KeyService::sign_with_version(std::string_view name, std::string_view
           {{"mechanism", token::to_string(result.mechanism)}});
     auto lease = token_.session();
     const auto& s = lease.session();
-    result.signature = token::sign(s, working_handle(s, key, *v), result.mechanism, data);
+    result.signature = token::sign(s, working_handle(s, key, *v)->handle(), result.mechanism, data);
     if ((result.mechanism == token::SignMechanism::ecdsa_sha256 ||
          result.mechanism == token::SignMechanism::ecdsa_sha384) &&
         options.format == SignatureFormat::der) {
@@ -522,7 +519,10 @@ void KeyService::transition(const ManagedKey& key, const KeyVersion& v, VersionS
 void KeyService::destroy_material(const ManagedKey& key, const KeyVersion& v) {
     auto lease = token_.session();
     const auto& s = lease.session();
-    if (auto owned = cache_.erase(v.kid)) s.fn()->C_DestroyObject(s.handle(), *owned);
+    cache_.erase(v.kid);  // its session object is destroyed once no thread uses it
+    for (CK_OBJECT_HANDLE retired : cache_.take_retired(token_.generation())) {
+        s.fn()->C_DestroyObject(s.handle(), retired);
+    }
     if (v.residency == Residency::token) {
         // Private/secret and public objects share CKA_ID = kid.
         token::Template t;

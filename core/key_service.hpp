@@ -166,7 +166,7 @@ public:
     void destroy_version_material(const ManagedKey& key, std::string_view kid);
 
 private:
-    CK_OBJECT_HANDLE working_handle(const token::Session& s, const ManagedKey& key, const KeyVersion& v);
+    HandleCache::Ref working_handle(const token::Session& s, const ManagedKey& key, const KeyVersion& v);
     void transition(const ManagedKey& key, const KeyVersion& v, VersionState to, const std::string& reason,
                     std::vector<StateChange>& done);
     void destroy_material(const ManagedKey& key, const KeyVersion& v);

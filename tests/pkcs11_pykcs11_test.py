@@ -486,6 +486,45 @@ def main():
             bad += 1
     check(bad == 0, f"all 96 signatures verify ({bad} bad)")
 
+    # --- a suspension lands while a thread signs in a loop --------------------------------
+    # C_SignInit may skip its round trip when the daemon answered less than
+    # 1 ms ago that no key changed (LocalClient::recently_checked), but the
+    # daemon checks every C_Sign in full: no signature whose C_SignInit began
+    # after `hsm-keytool suspend` returned may come out.
+    events = []
+    stop = threading.Event()
+
+    def signer():
+        ts = p11.openSession(1, CKF_SERIAL_SESSION)
+        while not stop.is_set():
+            t0 = time.monotonic()
+            try:
+                ts.sign(keys["ec1"], b"race", PyKCS11.Mechanism(CKM["CKM_ECDSA_SHA256"]))
+                events.append((t0, True, 0))
+            except PyKCS11.PyKCS11Error as e:
+                events.append((t0, False, e.value))
+        ts.closeSession()
+
+    th = threading.Thread(target=signer)
+    th.start()
+    time.sleep(0.3)
+    keytool("suspend", "ec1", "--reason", "race test")
+    acked = time.monotonic()
+    time.sleep(0.3)
+    stop.set()
+    th.join()
+    signed_before = sum(1 for t0, good, _ in events if good and t0 < acked)
+    after = [(good, rv) for t0, good, rv in events if t0 > acked]
+    check(signed_before > 0 and after and not any(good for good, _ in after),
+          f"no signature after the suspension was acknowledged ({signed_before} before, "
+          f"{len(after)} attempts after, {sum(1 for g, _ in after if g)} of them signed)")
+    codes = {rv for good, rv in after if not good}
+    check(codes <= {CKR["CKR_KEY_FUNCTION_NOT_PERMITTED"], CKR["CKR_FUNCTION_REJECTED"]},
+          f"refused with CKR_KEY_FUNCTION_NOT_PERMITTED (or the rate limit's CKR_FUNCTION_REJECTED): {sorted(codes)}")
+    keytool("resume", "ec1")
+    s.sign(keys["ec1"], b"resumed", PyKCS11.Mechanism(CKM["CKM_ECDSA_SHA256"]))
+    ok("resumed: the same handle signs again")
+
     # --- fork: the child initialises afresh and signs ------------------------------------
     r, w = os.pipe()
     pid = os.fork()

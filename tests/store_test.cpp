@@ -469,3 +469,28 @@ TEST_CASE("without auto-checkpoint commits stay in the WAL until the background 
     }
     CHECK(store->get_meta("blob99") == big);
 }
+
+TEST_CASE("find_key keeps keys in memory, and sees every change at once, made here or by another process") {
+    const std::string path = fresh_path("key_cache");
+    auto here = open_store("sqlite:" + path);
+    auto other = open_store("sqlite:" + path);  // a second connection, as hsm-keytool next to keywardend
+    ManagedKey k = simple_key("cached", "kid-c1");
+    here->create_key(k);
+    REQUIRE(here->find_key("cached")->primary()->state == VersionState::active);
+    REQUIRE(here->find_key("cached"));  // now from memory
+
+    other->set_version_state("kid-c1", VersionState::suspended, 100);
+    CHECK(here->find_key("cached")->primary()->state == VersionState::suspended);
+    other->add_version(k.id, version(2, "kid-c2", false));
+    CHECK(here->find_key("cached")->versions.size() == 2);
+    other->set_primary(k.id, "kid-c2");
+    CHECK(here->find_key("cached")->primary()->kid == "kid-c2");
+    other->set_revoked(k.id, 200);
+    CHECK(here->find_key("cached")->revoked_at == 200);
+    // Changes through this connection too.
+    here->set_version_state("kid-c2", VersionState::deactivated, 300);
+    CHECK(here->find_key("cached")->primary()->state == VersionState::deactivated);
+    CHECK_FALSE(here->find_key("never-made"));
+    here->create_key(simple_key("never-made", "kid-n1"));
+    CHECK(here->find_key("never-made"));
+}

@@ -72,19 +72,34 @@ TEST_CASE("encodings") {
     CHECK(to_base62(std::vector<std::uint8_t>{0x00, 0x3e}, 4) == "0010");
 }
 
-TEST_CASE("handle cache evicts least recently used and reports owned evictions") {
+TEST_CASE("handle cache: LRU, first writer wins, and an owned object is retired only when nobody uses it") {
     HandleCache cache(2);
-    CHECK(cache.put("a", 1, true, 1).empty());
-    CHECK(cache.put("b", 2, false, 1).empty());
-    CHECK(cache.get("a", 1) == 1u);  // a is now most recent
-    auto evicted = cache.put("c", 3, true, 1);
-    CHECK(evicted.empty());  // b was evicted, but it is not owned
+    auto a = cache.put("a", 1, true, 1);
+    REQUIRE(a);
+    CHECK(a->handle() == 1u);
+    CHECK(cache.put("b", 2, false, 1)->handle() == 2u);
+    CHECK(cache.get("a", 1)->handle() == 1u);  // a is now most recent
+    (void)cache.put("c", 3, true, 1);          // evicts b, not owned: nothing to destroy
     CHECK_FALSE(cache.get("b", 1));
-    evicted = cache.put("d", 4, true, 1);
-    REQUIRE(evicted.size() == 1);
-    CHECK(evicted[0] == 1u);         // a
+    CHECK(cache.take_retired(1).empty());
+
+    // Two threads unwrapped the same version: the second gets the first's handle, and its own copy is retired.
+    auto second = cache.put("c", 30, true, 1);
+    CHECK(second->handle() == 3u);
+    CHECK(cache.take_retired(1) == std::vector<CK_OBJECT_HANDLE>{30});
+
+    // a is evicted while `a` (a thread signing with it) still holds it: not destroyed yet.
+    (void)cache.put("d", 4, true, 1);
+    CHECK_FALSE(cache.get("a", 1));
+    CHECK(cache.take_retired(1).empty());
+    a.reset();  // the signer is done
+    CHECK(cache.take_retired(1) == std::vector<CK_OBJECT_HANDLE>{1});
+
+    cache.erase("d");
+    CHECK(cache.take_retired(1) == std::vector<CK_OBJECT_HANDLE>{4});
     CHECK_FALSE(cache.get("c", 2));  // stale generation (after fork) reads as absent
-    CHECK(cache.size() == 1);
+    CHECK(cache.size() == 0);
+    CHECK(cache.take_retired(2).empty());  // c's object died with the pre-fork sessions
 }
 
 #include "core/ratelimit/gcra.hpp"

@@ -102,6 +102,7 @@ Identity LocalClient::login(std::string_view credential) {
         credential_ = token::SecretString(std::string(credential));
         idle_.clear();
     }
+    forget_checks();  // another credential may use other keys
     try {
         auto c = std::make_unique<Connection>(socket_path_);
         auto id = hello(*c);
@@ -116,9 +117,12 @@ Identity LocalClient::login(std::string_view credential) {
 }
 
 void LocalClient::logout() {
-    std::lock_guard lock(mutex_);
-    credential_.wipe();
-    idle_.clear();
+    {
+        std::lock_guard lock(mutex_);
+        credential_.wipe();
+        idle_.clear();
+    }
+    forget_checks();
 }
 
 bool LocalClient::logged_in() const {
@@ -151,23 +155,61 @@ std::vector<KeyInfo> LocalClient::list_keys() {
     return keys;
 }
 
-std::string LocalClient::sign_check(const std::string& key, wire::Mechanism mechanism) {
+void LocalClient::heard(std::uint64_t generation) {
+    std::lock_guard lock(checks_mutex_);
+    last_generation_ = generation;
+    last_heard_ = std::chrono::steady_clock::now();
+}
+
+void LocalClient::forget_checks() {
+    std::lock_guard lock(checks_mutex_);
+    checked_.clear();
+}
+
+bool LocalClient::recently_checked(const std::string& key, wire::Mechanism mechanism) const {
+    std::lock_guard lock(checks_mutex_);
+    const auto it = checked_.find({key, static_cast<std::uint8_t>(mechanism)});
+    return it != checked_.end() && it->second == last_generation_ &&
+           std::chrono::steady_clock::now() - last_heard_ < kCheckFresh;
+}
+
+SignCheck LocalClient::sign_check(const std::string& key, wire::Mechanism mechanism) {
     wire::Writer w;
     w.u8(static_cast<std::uint8_t>(wire::Op::sign_check)).str(key).u8(static_cast<std::uint8_t>(mechanism));
     std::vector<std::uint8_t> answer;
-    auto r = call(w, answer);
-    return r.str();
+    SignCheck c;
+    try {
+        auto r = call(w, answer);
+        c.kid = r.str();
+        c.generation = r.u64();
+        r.finish();
+    } catch (...) {
+        forget_checks();  // whatever changed, check again next time
+        throw;
+    }
+    heard(c.generation);
+    std::lock_guard lock(checks_mutex_);
+    checked_[{key, static_cast<std::uint8_t>(mechanism)}] = c.generation;
+    return c;
 }
 
 Signature LocalClient::sign(const std::string& key, wire::Mechanism mechanism, std::span<const std::uint8_t> data) {
     wire::Writer w;
     w.u8(static_cast<std::uint8_t>(wire::Op::sign)).str(key).u8(static_cast<std::uint8_t>(mechanism)).bytes(data);
     std::vector<std::uint8_t> answer;
-    auto r = call(w, answer);
     Signature s;
-    s.kid = r.str();
-    auto sig = r.bytes();
-    s.bytes.assign(sig.begin(), sig.end());
+    try {
+        auto r = call(w, answer);
+        s.kid = r.str();
+        auto sig = r.bytes();
+        s.bytes.assign(sig.begin(), sig.end());
+        s.generation = r.u64();
+        r.finish();
+    } catch (...) {
+        forget_checks();
+        throw;
+    }
+    heard(s.generation);
     return s;
 }
 

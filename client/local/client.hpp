@@ -9,6 +9,8 @@
 // connection that breaks (daemon restarted) is replaced and the call retried
 // once; when the daemon is down the call throws ConnectionError.
 #include <cstdint>
+#include <chrono>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -60,7 +62,16 @@ struct Identity {
 struct Signature {
     std::string kid;
     std::vector<std::uint8_t> bytes;
+    std::uint64_t generation = 0;  // the daemon's keys generation before it checked
 };
+
+struct SignCheck {
+    std::string kid;               // the version that would sign now
+    std::uint64_t generation = 0;  // the daemon's keys generation before it checked
+};
+
+/// How long a daemon answer vouches that no key changed (recently_checked).
+inline constexpr std::chrono::microseconds kCheckFresh{1000};
 
 class LocalClient {
 public:
@@ -78,8 +89,17 @@ public:
     [[nodiscard]] bool logged_in() const;
 
     [[nodiscard]] std::vector<KeyInfo> list_keys();
-    /// The kid that would sign now; throws RefusedError when the key may not sign.
-    std::string sign_check(const std::string& key, wire::Mechanism mechanism);
+    /// The kid that would sign now; throws RefusedError when the key may not
+    /// sign. A passed check is remembered for recently_checked().
+    SignCheck sign_check(const std::string& key, wire::Mechanism mechanism);
+    /// True when sign_check(key, mechanism) passed at the keys generation the
+    /// daemon reported in its latest answer (to sign or sign_check, on any
+    /// connection), and that answer is less than kCheckFresh old: as far as
+    /// the daemon could tell, no key changed since the check. A caller that
+    /// signs in a loop may then skip the check's round trip. sign() is
+    /// checked in full by the daemon either way; a change that lands in the
+    /// window is refused there instead of at the check.
+    [[nodiscard]] bool recently_checked(const std::string& key, wire::Mechanism mechanism) const;
     Signature sign(const std::string& key, wire::Mechanism mechanism, std::span<const std::uint8_t> data);
     /// `kid` empty: any version allowed to verify.
     bool verify(const std::string& key, const std::string& kid, wire::Mechanism mechanism,
@@ -97,6 +117,8 @@ private:
     // Authenticates a fresh connection with the kept credential (nullopt:
     // none kept, the connection stays unauthenticated).
     std::optional<Identity> hello(Connection& c);
+    void heard(std::uint64_t generation);
+    void forget_checks();
 
     std::string socket_path_;
     std::string client_name_;
@@ -104,6 +126,13 @@ private:
     token::SecretString credential_;
     std::vector<std::unique_ptr<Connection>> idle_;
     pid_t pid_;
+
+    // recently_checked(): passed checks by (key, mechanism) with the
+    // generation they were made at, and the newest answer's generation.
+    mutable std::mutex checks_mutex_;
+    std::map<std::pair<std::string, std::uint8_t>, std::uint64_t> checked_;
+    std::uint64_t last_generation_ = 0;
+    std::chrono::steady_clock::time_point last_heard_{};
 };
 
 }  // namespace kw::client

@@ -14,7 +14,7 @@
 
 namespace kw::wire {
 
-inline constexpr std::uint16_t kProtocolVersion = 1;
+inline constexpr std::uint16_t kProtocolVersion = 2;  // 2: sign_check and sign answer the keys generation
 inline constexpr std::uint32_t kMaxFrame = 1U << 20;  // 1 MiB, as the HTTP body limit
 
 enum class Op : std::uint8_t {

@@ -240,6 +240,9 @@ void Session::sign_check(wire::Reader& in, wire::Writer& out) {
     const std::string name = in.str();
     const auto mech = mechanism_of(in.u8());
     require_use(name);
+    // Read before the checks: a change after this point shows the client a
+    // newer generation than the one its answer was checked at.
+    const std::uint64_t generation = app_.store.keys_generation();
     core::ManagedKey key;
     try {
         key = app_.keys.get(name);
@@ -247,7 +250,7 @@ void Session::sign_check(wire::Reader& in, wire::Writer& out) {
         options.caller = credential_.kid;
         options.mechanism = mech;
         (void)core::KeyService::mechanism_for(key, options);
-        out.str(app_.keys.signing_version(key, options).kid);
+        out.str(app_.keys.signing_version(key, options).kid).u64(generation);
     } catch (const core::Error& e) {
         throw refusal_of(e, key.name.empty() ? nullptr : &key, app_.keys.clock());
     }
@@ -267,12 +270,13 @@ void Session::sign(wire::Reader& in, wire::Writer& out) {
     options.credential = credential_.kid;
     options.mechanism = mech;
     options.format = core::SignatureFormat::raw;
+    const std::uint64_t generation = app_.store.keys_generation();  // before the checks, as in sign_check
     const auto start = std::chrono::steady_clock::now();
     try {
         auto result = app_.keys.sign(name, data, options);
         app_.metrics.observe("keywarden_hsm_operation_seconds", {{"op", "local_sign"}},
                              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-        out.str(result.kid).bytes(result.signature);
+        out.str(result.kid).bytes(result.signature).u64(generation);
     } catch (const std::exception& e) {
         if (const auto* p11 = dynamic_cast<const token::Pkcs11Error*>(&e)) {
             app_.metrics.inc("keywarden_hsm_errors_total", {{"rv", std::string(p11->name())}});

@@ -153,6 +153,23 @@ CREATE TABLE audit_spools (
     ingested  INTEGER NOT NULL
 );
 )sql"},
+    Migration{6, R"sql(
+-- Bumped by every change to a key or a version, by any process, so a process
+-- may keep keys in memory and know when to read them again (find_key).
+INSERT OR IGNORE INTO meta(name, value) VALUES ('keys_generation', '0');
+CREATE TRIGGER keys_generation_insert AFTER INSERT ON keys BEGIN
+    UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'keys_generation'; END;
+CREATE TRIGGER keys_generation_update AFTER UPDATE ON keys BEGIN
+    UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'keys_generation'; END;
+CREATE TRIGGER keys_generation_delete AFTER DELETE ON keys BEGIN
+    UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'keys_generation'; END;
+CREATE TRIGGER versions_generation_insert AFTER INSERT ON key_versions BEGIN
+    UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'keys_generation'; END;
+CREATE TRIGGER versions_generation_update AFTER UPDATE ON key_versions BEGIN
+    UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'keys_generation'; END;
+CREATE TRIGGER versions_generation_delete AFTER DELETE ON key_versions BEGIN
+    UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'keys_generation'; END;
+)sql"},
 };
 
 int current_version(Database& db) {

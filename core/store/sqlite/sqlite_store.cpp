@@ -289,14 +289,40 @@ void SqliteStore::load_versions(ManagedKey& key) {
     }
 }
 
+std::string SqliteStore::keys_generation_locked() {
+    auto g = cache_.get("SELECT value FROM meta WHERE name = 'keys_generation'");
+    return g->step() ? g->text(0) : std::string();
+}
+
+std::uint64_t SqliteStore::keys_generation() {
+    std::lock_guard lock(mutex_);
+    const std::string g = keys_generation_locked();
+    return g.empty() ? 0 : std::stoull(g);
+}
+
 std::optional<ManagedKey> SqliteStore::find_key(std::string_view name) {
     std::lock_guard lock(mutex_);
+    // The generation is read before the key: a change committed in between
+    // makes the next call see a newer generation and read again, never
+    // keeps an old key under a new generation.
+    const std::string generation = keys_generation_locked();
+    if (generation.empty() || generation != keys_generation_) {
+        keys_.clear();
+        keys_generation_ = generation;
+    } else if (auto it = keys_.find(std::string(name)); it != keys_.end()) {
+        return it->second;
+    }
     static const std::string by_name = std::string(kKeyColumns) + " WHERE name = ?1";
     auto s = cache_.get(by_name);
     s->bind(1, name);
     if (!s->step()) return std::nullopt;
     ManagedKey key = read_key(*s);
     load_versions(key);
+    if (!generation.empty()) {
+        constexpr std::size_t kMaxCached = 4096;  // a bound, not an LRU: a full map starts over
+        if (keys_.size() >= kMaxCached) keys_.clear();
+        keys_.emplace(key.name, key);
+    }
     return key;
 }
 

@@ -2,6 +2,8 @@
 // The embedded SQLite store: one file, WAL journal, synchronous=NORMAL
 // (commits survive a killed process; see docs/architecture.md for power loss).
 #include <mutex>
+#include <string>
+#include <unordered_map>
 
 #include "core/store/sqlite/database.hpp"
 #include "core/store/sqlite/statement_cache.hpp"
@@ -15,6 +17,7 @@ public:
 
     void create_key(const ManagedKey& key) override;
     [[nodiscard]] std::optional<ManagedKey> find_key(std::string_view name) override;
+    [[nodiscard]] std::uint64_t keys_generation() override;
     [[nodiscard]] std::vector<ManagedKey> list_keys() override;
     void add_version(std::string_view key_id, const KeyVersion& version) override;
     void set_version_state(std::string_view kid, VersionState state, UnixTime at) override;
@@ -57,11 +60,17 @@ private:
     std::optional<ManagedKey> find_key_locked(std::string_view column, std::string_view value);
     void load_versions(ManagedKey& key);
     ManagedKey read_key(const Statement& s);
+    std::string keys_generation_locked();
 
     std::mutex mutex_;  // one connection; SQLite serialises writers anyway
     Database db_;
     StatementCache cache_;  // hot statements, prepared once (guarded by mutex_)
     int schema_version_ = 0;
+    // find_key's answers, valid while meta.keys_generation (bumped by
+    // triggers on any change to keys or versions, by any process) is
+    // `keys_generation_`. Guarded by mutex_.
+    std::unordered_map<std::string, ManagedKey> keys_;
+    std::string keys_generation_;
 };
 
 }  // namespace kw::core::sqlite
