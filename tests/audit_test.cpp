@@ -781,3 +781,57 @@ TEST_CASE("spooled: fail closed while the store refuses the events, and none los
     auto r = a.verify_online();
     CHECK_MESSAGE(r.ok, r.message);
 }
+
+TEST_CASE("seals: one MAC per batch covers the batch; an edit inside it, a stripped seal or an unsealed append is found") {
+    const std::string path = fresh_db("seal");
+    AuditStack a(path, spooled(path, std::chrono::milliseconds(1000)));
+    for (int i = 0; i < 30; ++i) a.log->record(probe(i));
+    a.log->flush();  // one batch: seq 1..30, sealed by 30
+    for (int i = 30; i < 40; ++i) a.log->record(probe(i));
+    a.log->flush();  // seq 31..40, sealed by 40
+    auto events = a.events();
+    REQUIRE(events.size() == 40);
+    for (const auto& e : events) CHECK(e.mac.empty() == (e.seq != 30 && e.seq != 40));
+    auto r = a.verify_online();
+    REQUIRE_MESSAGE(r.ok, r.message);
+    Raw raw(path);
+
+    SUBCASE("an event inside a batch edited, the chain re-hashed up to the end: the batch's seal fails") {
+        std::string prev = events[30].prev_hash;  // seq 31's predecessor
+        for (std::size_t i = 30; i < events.size(); ++i) {
+            audit::Event e = events[i];
+            if (e.seq == 35) e.actor = "cli:mallory";
+            e.prev_hash = prev;
+            e.hash = audit::compute_hash(e);
+            prev = e.hash;
+            raw.exec("UPDATE audit_events SET actor = '" + e.actor + "', prev_hash = '" + e.prev_hash + "', hash = '" +
+                     e.hash + "' WHERE seq = " + std::to_string(e.seq));
+        }
+        r = a.verify_online();
+        CHECK_FALSE(r.ok);
+        CHECK(r.problem == audit::Problem::bad_mac);
+        CHECK(r.first_bad_seq == 31);  // the first event the broken seal covers
+    }
+    SUBCASE("the seal stripped from the last batch") {
+        raw.exec("UPDATE audit_events SET mac = '' WHERE seq = 40");
+        r = a.verify_online();
+        CHECK_FALSE(r.ok);
+        CHECK(r.problem == audit::Problem::unsealed);
+        CHECK(r.first_bad_seq == 31);
+    }
+    SUBCASE("an event appended without a MAC") {
+        audit::Event f = events.back();
+        f.seq = 41;
+        f.actor = "cli:mallory";
+        f.prev_hash = events.back().hash;
+        f.hash = audit::compute_hash(f);
+        f.mac.clear();
+        raw.exec("INSERT INTO audit_events(seq, time, type, actor, key, kid, op, outcome, details, prev_hash, hash, mac) "
+                 "SELECT 41, time, type, 'cli:mallory', key, kid, op, outcome, details, '" +
+                 f.prev_hash + "', '" + f.hash + "', '' FROM audit_events WHERE seq = 40");
+        r = a.verify_online();
+        CHECK_FALSE(r.ok);
+        CHECK(r.problem == audit::Problem::unsealed);
+        CHECK(r.first_bad_seq == 41);
+    }
+}

@@ -279,8 +279,6 @@ void Log::write(Batch& batch) {
         Sink::Batch out;
         std::uint64_t seq = head ? head->seq : 0;
         std::string prev = head ? head->hash : std::string();
-        std::vector<std::string> hashes;
-        hashes.reserve(batch.records.size());
         out.events.reserve(batch.records.size());
         // Copied, not moved: a spooled batch the store refused is tried again.
         for (std::size_t i = 0; i < batch.records.size(); ++i) {
@@ -298,11 +296,14 @@ void Log::write(Batch& batch) {
             e.prev_hash = prev;
             e.hash = compute_hash(e);
             prev = e.hash;
-            hashes.push_back(e.hash);
             out.events.push_back(std::move(e));
         }
-        auto macs = keys_.macs(hashes);
-        for (std::size_t i = 0; i < out.events.size(); ++i) out.events[i].mac = std::move(macs[i]);
+        // One MAC per batch, on its last event (the seal): that event's hash
+        // chains every event before it, so the seal covers the whole batch.
+        if (!out.events.empty()) {
+            auto& seal = out.events.back();
+            seal.mac = std::move(keys_.macs(std::span<const std::string>(&seal.hash, 1)).front());
+        }
         const std::uint64_t cp_seq = last_cp ? last_cp->seq : 0;
         const UnixTime cp_time = last_cp ? last_cp->time : last_checkpoint_time_;
         if (seq > cp_seq && (batch.force_checkpoint || seq - cp_seq >= options_.checkpoint_every ||

@@ -16,6 +16,7 @@ std::string_view to_string(Problem p) {
         case Problem::bad_mac: return "bad_mac";
         case Problem::bad_checkpoint: return "bad_checkpoint";
         case Problem::truncated: return "truncated";
+        case Problem::unsealed: return "unsealed";
     }
     return "unknown";
 }
@@ -95,14 +96,27 @@ bool Verifier::check(const Event& e, const Event* next) {
             n, Problem::inserted,
             "event " + std::to_string(n) + " does not link to event " + std::to_string(n - 1) + " (re-hashed chain)");
     }
-    if (options_.check_mac && !options_.check_mac(e.hash, e.mac)) {
-        if (next != nullptr && next->prev_hash == prev_hash_) {
-            return fail(n, Problem::inserted,
-                        "event " + std::to_string(n) +
-                            " was inserted: its MAC is not the token's and the next event links past it");
+    if (options_.check_mac) {
+        if (e.mac.empty()) {
+            if (!unsealed_from_) unsealed_from_ = n;  // a later seal must cover it
+        } else if (!options_.check_mac(e.hash, e.mac)) {
+            const std::uint64_t from = unsealed_from_.value_or(n);
+            if (from == n && next != nullptr && next->prev_hash == prev_hash_) {
+                return fail(n, Problem::inserted,
+                            "event " + std::to_string(n) +
+                                " was inserted: its MAC is not the token's and the next event links past it");
+            }
+            if (from < n) {
+                return fail(from, Problem::bad_mac,
+                            "the seal on event " + std::to_string(n) + " (the MAC covering events " +
+                                std::to_string(from) + ".." + std::to_string(n) +
+                                ") is not the token's: one of them was changed and the chain re-hashed, or forged");
+            }
+            return fail(n, Problem::bad_mac,
+                        "event " + std::to_string(n) + " has a MAC the token did not make (forged or re-hashed)");
+        } else {
+            unsealed_from_.reset();
         }
-        return fail(n, Problem::bad_mac,
-                    "event " + std::to_string(n) + " has a MAC the token did not make (forged or re-hashed)");
     }
     while (next_checkpoint_ < checkpoints_.size() && checkpoints_[next_checkpoint_].seq == n) {
         const Checkpoint& cp = checkpoints_[next_checkpoint_++];
@@ -132,6 +146,11 @@ Report Verifier::finish() {
         held_.reset();
         check(last, nullptr);
     }
+    if (report_.ok && unsealed_from_) {
+        fail(*unsealed_from_, Problem::unsealed,
+             "events " + std::to_string(*unsealed_from_) + ".." + std::to_string(expected_ - 1) +
+                 " carry no MAC and no sealed event follows them: appended without the audit MAC key");
+    }
     if (report_.ok && next_checkpoint_ < checkpoints_.size()) {
         const auto& cp = checkpoints_[next_checkpoint_];
         fail(expected_, Problem::truncated,
@@ -142,7 +161,7 @@ Report Verifier::finish() {
         report_.unsigned_tail = report_.events - last_checkpoint_seq_;
         report_.message = "chain intact: " + std::to_string(report_.events) + " events, " +
                           std::to_string(report_.checkpoints) + " signed checkpoints" +
-                          (report_.macs_checked ? ", every MAC checked in the token" : ", MACs not checked (offline)");
+                          (report_.macs_checked ? ", every seal (MAC) checked in the token" : ", MACs not checked (offline)");
         if (report_.unsigned_tail > 0) {
             report_.message += "; " + std::to_string(report_.unsigned_tail) + " events after the last checkpoint";
         }

@@ -4,8 +4,11 @@
 // signature or head does not match, or a log cut short before its last
 // checkpoint.
 //
-// Online (hsm-keytool audit verify) it also checks every event's MAC in the
-// token. Offline (an export and the signing public key alone) MACs cannot be
+// Online (hsm-keytool audit verify) it also checks every seal in the token:
+// the MAC the last event of each committed batch carries, over its hash,
+// which chains every event before it (the others carry no MAC). An edit
+// anywhere in a batch therefore breaks that batch's seal, and events after
+// the last seal (appended without the audit MAC key) are `unsealed`. Offline (an export and the signing public key alone) MACs cannot be
 // checked; the chain and the signed checkpoints still prove that nothing up to
 // the last checkpoint changed. Events after the last checkpoint are reported
 // as an unsigned tail.
@@ -20,7 +23,7 @@
 
 namespace kw::core::audit {
 
-enum class Problem { none, edited, deleted, inserted, reordered, bad_mac, bad_checkpoint, truncated };
+enum class Problem { none, edited, deleted, inserted, reordered, bad_mac, bad_checkpoint, truncated, unsealed };
 [[nodiscard]] std::string_view to_string(Problem p);
 
 struct Report {
@@ -61,6 +64,7 @@ private:
     std::uint64_t expected_ = 1;
     std::string prev_hash_;
     std::uint64_t last_checkpoint_seq_ = 0;
+    std::optional<std::uint64_t> unsealed_from_;  // first event not yet covered by a seal
     Report report_;
 };
 
