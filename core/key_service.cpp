@@ -246,8 +246,8 @@ ManagedKey KeyService::describe(std::string_view name) {
     return key;
 }
 
-ManagedKey KeyService::get(std::string_view name) {
-    auto key = store_.find_key(name);
+ManagedKey KeyService::get(std::string_view name, std::uint64_t* generation) {
+    auto key = store_.find_key(name, generation);
     if (!key) throw Error(ErrorKind::not_found, "no key named '" + std::string(name) + "'");
     return std::move(*key);
 }
@@ -369,7 +369,8 @@ KeyVersion KeyService::signing_version(const ManagedKey& key, const SignOptions&
 }
 
 SignResult KeyService::sign(std::string_view name, std::span<const std::uint8_t> data, const SignOptions& options) {
-    ManagedKey key = get(name);
+    std::uint64_t generation = 0;
+    ManagedKey key = get(name, &generation);
     KeyVersion chosen;
     try {
         chosen = signing_version(key, options);
@@ -385,6 +386,7 @@ SignResult KeyService::sign(std::string_view name, std::span<const std::uint8_t>
     result.mechanism = mechanism_for(key, options);
     result.kid = v->kid;
     result.version = v->version;
+    result.generation = generation;
     // Fail closed: the signature leaves this function only after its event
     // is durable. The commit runs while the token signs (submit, sign,
     // wait), which hides most of its latency behind the HSM call.

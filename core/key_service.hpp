@@ -66,6 +66,7 @@ struct SignResult {
     std::string kid;
     int version = 0;
     token::SignMechanism mechanism = token::SignMechanism::hmac_sha256;
+    std::uint64_t generation = 0;  // the store's keys generation the key was read at
 };
 
 /// Key-level lifecycle operations (applied to the key's versions).
@@ -95,7 +96,8 @@ public:
     /// Error(already_exists / invalid_argument) or token errors.
     ManagedKey generate(const GenerateRequest& request);
 
-    [[nodiscard]] ManagedKey get(std::string_view name);  // throws Error(not_found); not audited (internal)
+    /// Throws Error(not_found); not audited (internal). `generation`: as Store::find_key.
+    [[nodiscard]] ManagedKey get(std::string_view name, std::uint64_t* generation = nullptr);
     /// get() for an outside reader: audited as key_retrieved.
     [[nodiscard]] ManagedKey describe(std::string_view name);
     [[nodiscard]] std::vector<ManagedKey> list();

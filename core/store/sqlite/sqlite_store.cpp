@@ -300,12 +300,13 @@ std::uint64_t SqliteStore::keys_generation() {
     return g.empty() ? 0 : std::stoull(g);
 }
 
-std::optional<ManagedKey> SqliteStore::find_key(std::string_view name) {
+std::optional<ManagedKey> SqliteStore::find_key(std::string_view name, std::uint64_t* generation_out) {
     std::lock_guard lock(mutex_);
     // The generation is read before the key: a change committed in between
     // makes the next call see a newer generation and read again, never
     // keeps an old key under a new generation.
     const std::string generation = keys_generation_locked();
+    if (generation_out != nullptr) *generation_out = generation.empty() ? 0 : std::stoull(generation);
     if (generation.empty() || generation != keys_generation_) {
         keys_.clear();
         keys_generation_ = generation;
