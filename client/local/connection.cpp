@@ -54,15 +54,14 @@ std::vector<std::uint8_t> Connection::call(std::span<const std::uint8_t> request
     frame[3] = static_cast<std::uint8_t>(n);
     std::memcpy(frame.data() + 4, request.data(), request.size());
     if (!wire::write_all(fd_, frame.data(), frame.size())) lost();
-    std::uint8_t header[4];
     wire::spin_until_readable(fd_, wire::kClientSpin);
-    if (!wire::read_all(fd_, header, 4)) lost();
-    const std::uint32_t len = (std::uint32_t{header[0]} << 24) | (std::uint32_t{header[1]} << 16) |
-                              (std::uint32_t{header[2]} << 8) | header[3];
-    if (len < 2 || len > wire::kMaxFrame) throw ConnectionError("keywardend sent a malformed frame");
-    std::vector<std::uint8_t> answer(len);
-    if (!wire::read_all(fd_, answer.data(), len)) lost();
-    return answer;
+    std::vector<std::uint8_t> answer;
+    switch (wire::read_frame(fd_, answer, 2, wire::kMaxFrame)) {
+        case wire::FrameRead::ok: return answer;
+        case wire::FrameRead::malformed: throw ConnectionError("keywardend sent a malformed frame");
+        case wire::FrameRead::closed: break;
+    }
+    lost();
 }
 
 }  // namespace kw::client

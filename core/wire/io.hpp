@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace kw::wire {
 
@@ -41,6 +42,38 @@ namespace kw::wire {
         }
     }
     return true;
+}
+
+enum class FrameRead { ok, closed, malformed };
+
+/// Reads one frame (u32 big-endian length, then that many bytes) into
+/// `out`, usually with a single recv(): both ends send a frame whole and
+/// wait for the answer before sending again, so one read normally holds it
+/// all. Bytes past the frame mean the peer broke that rule: `malformed`.
+/// `closed`: end of stream or a socket error (errno says which).
+[[nodiscard]] inline FrameRead read_frame(int fd, std::vector<std::uint8_t>& out, std::uint32_t min_len,
+                                          std::uint32_t max_len) {
+    constexpr std::size_t kFirst = 4096;
+    out.resize(kFirst);
+    std::size_t got = 0;
+    while (got < 4) {
+        const ssize_t n = ::recv(fd, out.data() + got, kFirst - got, 0);
+        if (n > 0) {
+            got += static_cast<std::size_t>(n);
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else {
+            if (n == 0) errno = 0;
+            return FrameRead::closed;
+        }
+    }
+    const std::uint32_t len = (std::uint32_t{out[0]} << 24) | (std::uint32_t{out[1]} << 16) |
+                              (std::uint32_t{out[2]} << 8) | out[3];
+    if (len < min_len || len > max_len || got > 4 + std::size_t{len}) return FrameRead::malformed;
+    out.resize(4 + std::size_t{len});
+    if (got < out.size() && !read_all(fd, out.data() + got, out.size() - got)) return FrameRead::closed;
+    out.erase(out.begin(), out.begin() + 4);
+    return FrameRead::ok;
 }
 
 }  // namespace kw::wire

@@ -76,19 +76,16 @@ void LocalServer::serve(Connection& c) {
     Session session(app_);
     std::vector<std::uint8_t> message;
     for (;;) {
-        std::uint8_t header[4];
         wire::spin_until_readable(c.fd, wire::kServerSpin);
-        if (!wire::read_all(c.fd, header, 4)) break;
-        const std::uint32_t len = (std::uint32_t{header[0]} << 24) | (std::uint32_t{header[1]} << 16) |
-                                  (std::uint32_t{header[2]} << 8) | header[3];
-        if (len == 0 || len > wire::kMaxFrame) break;  // not our protocol: hang up
-        message.resize(len);
-        if (!wire::read_all(c.fd, message.data(), len)) break;
+        // Anything but one well-formed frame at a time is not our protocol: hang up.
+        if (wire::read_frame(c.fd, message, 1, wire::kMaxFrame) != wire::FrameRead::ok) break;
         std::vector<std::uint8_t> answer = session.handle(message);
+        // Prefix and answer in one send: a client polling for the answer
+        // would otherwise wake on the prefix and then sleep for the rest.
         const auto n = static_cast<std::uint32_t>(answer.size());
-        const std::uint8_t prefix[4] = {static_cast<std::uint8_t>(n >> 24), static_cast<std::uint8_t>(n >> 16),
-                                        static_cast<std::uint8_t>(n >> 8), static_cast<std::uint8_t>(n)};
-        if (!wire::write_all(c.fd, prefix, 4) || !wire::write_all(c.fd, answer.data(), answer.size())) break;
+        answer.insert(answer.begin(), {static_cast<std::uint8_t>(n >> 24), static_cast<std::uint8_t>(n >> 16),
+                                       static_cast<std::uint8_t>(n >> 8), static_cast<std::uint8_t>(n)});
+        if (!wire::write_all(c.fd, answer.data(), answer.size())) break;
     }
     ::shutdown(c.fd, SHUT_RDWR);
     c.finished = true;
