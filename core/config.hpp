@@ -40,7 +40,7 @@ struct Config {
     std::string durability = "process";  // or "power"
     // keywardend: spool events and store them every this many ms (0: no
     // spool, each request waits for its own commit). "process" only.
-    std::int64_t ingest_ms = 2;
+    std::int64_t ingest_ms = 10;
 
     // [server]
     std::string listen = "127.0.0.1:8443";

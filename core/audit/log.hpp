@@ -59,7 +59,7 @@ struct LogOptions {
     /// With spool_store_path: spool this log's own events (see above). Not
     /// for durability "power": the spool is not fsync'd.
     bool spool = false;
-    std::chrono::milliseconds ingest_interval{2};
+    std::chrono::milliseconds ingest_interval{10};
 };
 
 class Log {
