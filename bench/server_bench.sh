@@ -17,7 +17,7 @@
 #
 # Knobs: KW_BENCH_SERVER_SECONDS (per concurrency level, default 4),
 # KW_BENCH_SERVER_CONCURRENCY (default 1,2,4,8,16,32), KW_BENCH_SERVER_THREADS
-# (keywardend --threads, default 4 = its default), KW_BENCH_SERVER_PACED_CONNS
+# (keywardend --threads, default nproc = its default), KW_BENCH_SERVER_PACED_CONNS
 # (connections for the fixed-rate run, default 16).
 set -euo pipefail
 build=${1:?usage: bench/server_bench.sh BUILD_DIR [--quick] [--json FILE]}
@@ -46,7 +46,7 @@ PY=/usr/bin/python3
 
 secs=${KW_BENCH_SERVER_SECONDS:-4}
 levels=${KW_BENCH_SERVER_CONCURRENCY:-1,2,4,8,16,32}
-threads=${KW_BENCH_SERVER_THREADS:-4}
+threads=${KW_BENCH_SERVER_THREADS:-$(nproc)}
 paced_conns=${KW_BENCH_SERVER_PACED_CONNS:-16}
 hmac_secs=1.5
 warm=0.5
@@ -112,6 +112,10 @@ code=$(curl -sS -o "$w/limits.out" -w '%{http_code}' -X PUT --max-time 10 \
   -H "Authorization: Bearer $(cat "$w/admin.tok")" -H 'Content-Type: application/json' \
   --data-binary '{"limit":100000000,"period_ms":1000,"burst":100000000}' "http://127.0.0.1:$PORT/v1/admin/limits")
 [ "$code" = 200 ] || { echo "server_bench.sh: PUT /v1/admin/limits answered $code: $(cat "$w/limits.out")" >&2; exit 1; }
+# keywardend spools audit events and stores them every few ms: reading the
+# log through the admin API first stores what is spooled (the PUT's event).
+curl -sSf -o /dev/null --max-time 10 -H "Authorization: Bearer $(cat "$w/admin.tok")" \
+  "http://127.0.0.1:$PORT/v1/admin/audit?limit=1"
 seq_before=$($PY -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select coalesce(max(seq),0) from audit_events').fetchone()[0])" "$w/keywarden.db")
 
 # keywardend's CPU time (user + system, clock ticks) around each run: CPU

@@ -43,7 +43,7 @@ int run(int argc, char** argv) {
     desc.add_options()("help,h", "this help")("config", po::value<std::string>(), "keywarden.toml")(
         "listen", po::value<std::string>(), "TCP HOST:PORT (overrides [server] listen; '' disables)")(
         "unix-socket", po::value<std::string>(), "unix socket path (overrides [server] unix_socket)")(
-        "threads", po::value<std::size_t>()->default_value(4), "HTTP worker threads")(
+        "threads", po::value<std::size_t>()->default_value(0), "HTTP worker threads (0: one per CPU, at least 2)")(
         "local-socket", po::value<std::string>(),
         "unix socket of the local binary protocol (overrides [server] local_socket)");
     po::variables_map vm;
@@ -156,6 +156,9 @@ int run(int argc, char** argv) {
     ho.listen = config.listen;
     ho.unix_socket = config.unix_socket;
     ho.threads = vm["threads"].as<std::size_t>();
+    // More workers than CPUs only adds thread hand-offs, which cost more than
+    // the work of a verification here (docs/performance.md).
+    if (ho.threads == 0) ho.threads = std::max<std::size_t>(2, std::thread::hardware_concurrency());
     server::HttpServer http(app, ho);
     http.start();
     std::optional<server::local::LocalServer> local;
