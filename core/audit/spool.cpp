@@ -45,8 +45,10 @@ std::string random_id() {
 }
 
 std::vector<std::uint8_t> encode(const Record& r, UnixTime time) {
+    // One buffer: room for the frame header, then the payload; the header
+    // is filled in once the payload's length and CRC are known.
     wire::Writer payload;
-    payload.u8(static_cast<std::uint8_t>(r.type))
+    payload.u32(0).u32(0).u8(static_cast<std::uint8_t>(r.type))
         .u64(static_cast<std::uint64_t>(time))
         .str(r.actor)
         .str(r.key)
@@ -54,11 +56,13 @@ std::vector<std::uint8_t> encode(const Record& r, UnixTime time) {
         .str(r.operation)
         .str(r.outcome)
         .str(r.details.dump());
-    const auto& p = payload.buffer();
-    wire::Writer frame;
-    frame.u32(static_cast<std::uint32_t>(p.size())).u32(crc32(p));
-    auto out = std::move(frame.buffer());
-    out.insert(out.end(), p.begin(), p.end());
+    auto out = std::move(payload.buffer());
+    const auto len = static_cast<std::uint32_t>(out.size() - 8);
+    const std::uint32_t crc = crc32(std::span(out).subspan(8));
+    for (int i = 0; i < 4; ++i) {
+        out[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(len >> (24 - 8 * i));
+        out[static_cast<std::size_t>(4 + i)] = static_cast<std::uint8_t>(crc >> (24 - 8 * i));
+    }
     return out;
 }
 
