@@ -7,23 +7,9 @@
 
 namespace kw::core::audit {
 
-Keys::Keys(token::Token& token, const RootKeys& roots) : token_(token), roots_(roots) {
+Keys::Keys(token::Token& token, const RootKeys& roots) : token_(token), roots_(roots), mac_copy_(roots_.audit_mac) {
     auto lease = token_.session();
     public_key_ = spki_from_attributes(token::read_public_key(lease.session(), roots_.audit_verify));
-}
-
-CK_OBJECT_HANDLE Keys::mac_key(const token::Session& s) {
-    std::lock_guard lock(copy_mutex_);
-    if (mac_copy_ == CK_INVALID_HANDLE || mac_copy_generation_ != token_.generation()) {
-        CK_BBOOL no = CK_FALSE;
-        CK_ATTRIBUTE templ[] = {{CKA_TOKEN, &no, sizeof no}};
-        CK_OBJECT_HANDLE copy = CK_INVALID_HANDLE;
-        CK_RV rv = s.fn()->C_CopyObject(s.handle(), roots_.audit_mac, templ, 1, &copy);
-        // A token that refuses to copy keys still works, only slower.
-        mac_copy_ = rv == CKR_OK ? copy : roots_.audit_mac;
-        mac_copy_generation_ = token_.generation();
-    }
-    return mac_copy_;
 }
 
 std::vector<std::string> Keys::macs(std::span<const std::string> hashes) {

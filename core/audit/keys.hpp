@@ -1,5 +1,5 @@
 #pragma once
-// The audit log's use of the token: per-event HMAC with the audit MAC key,
+// The audit log's use of the token: seals (HMAC) with the audit MAC key,
 // checkpoint signatures with the audit signing key (ECDSA P-256), and
 // pseudonyms (HMAC'd identifiers) for values that must not appear in clear.
 #include <cstdint>
@@ -11,6 +11,7 @@
 
 #include "core/audit/event.hpp"
 #include "core/root_keys.hpp"
+#include "token/session_copy.hpp"
 #include "token/token.hpp"
 
 namespace kw::core::audit {
@@ -31,16 +32,11 @@ public:
     [[nodiscard]] std::string pseudonym(std::string_view value);
 
 private:
-    // The audit MAC key copied into a session object: HMAC with a session key
-    // costs about half of one with a token object in SoftHSM (C_SignInit
-    // dominates), and every audit event needs one. Re-made after fork.
-    CK_OBJECT_HANDLE mac_key(const token::Session& s);
+    CK_OBJECT_HANDLE mac_key(const token::Session& s) { return mac_copy_.get(token_, s); }
 
     token::Token& token_;
     RootKeys roots_;
-    std::mutex copy_mutex_;
-    CK_OBJECT_HANDLE mac_copy_ = CK_INVALID_HANDLE;
-    std::uint64_t mac_copy_generation_ = 0;
+    token::SessionCopy mac_copy_;  // every seal and pseudonym is an HMAC: use a session copy
     std::vector<std::uint8_t> public_key_;
 };
 

@@ -41,8 +41,16 @@ std::vector<std::uint8_t> TokenService::digest(int pepper_version, std::string_v
         throw Error(ErrorKind::not_initialized,
                     "token pepper v" + std::to_string(pepper_version) + " is not in the token");
     }
+    token::SessionCopy* copy = nullptr;
+    {
+        std::lock_guard lock(pepper_mutex_);
+        auto& slot = pepper_copies_[it->second];
+        if (!slot) slot = std::make_unique<token::SessionCopy>(it->second);
+        copy = slot.get();
+    }
     auto lease = keys_.token().session();
-    return token::sign(lease.session(), it->second, token::SignMechanism::hmac_sha256, as_bytes(token));
+    return token::sign(lease.session(), copy->get(keys_.token(), lease.session()), token::SignMechanism::hmac_sha256,
+                       as_bytes(token));
 }
 
 IssuedToken TokenService::make_token(ManagedKey& key, int version, const std::string& prefix,

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,6 +19,7 @@
 #include "core/key_service.hpp"
 #include "core/tokens/usage.hpp"
 #include "token/secret.hpp"
+#include "token/session_copy.hpp"
 
 namespace kw::core::tokens {
 
@@ -108,6 +111,10 @@ private:
 
     KeyService& keys_;
     UsageAccumulator* usage_;
+    // Session copies of the peppers, by the pepper's handle: every
+    // verification is one HMAC (token/session_copy.hpp).
+    std::mutex pepper_mutex_;
+    std::map<CK_OBJECT_HANDLE, std::unique_ptr<token::SessionCopy>> pepper_copies_;
 };
 
 }  // namespace kw::core::tokens
