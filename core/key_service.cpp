@@ -392,8 +392,8 @@ SignResult KeyService::sign(std::string_view name, std::span<const std::uint8_t>
     // wait), which hides most of its latency behind the HSM call.
     nlohmann::json details{{"mechanism", token::to_string(result.mechanism)}, {"bytes", data.size()}};
     if (options.credential) details["credential"] = *options.credential;
-    const auto ticket =
-        audit_.submit(audit::Record{audit::EventType::key_used, actor_, key.name, v->kid, "sign", "ok", std::move(details)});
+    const auto ticket = audit_.submit(
+        audit::Record{audit::EventType::key_used, actor_, key.name, v->kid, "sign", "ok", std::move(details)});
     std::exception_ptr failure;
     std::string why;
     {

@@ -8,8 +8,8 @@
 // call in a child notices the new pid and opens fresh connections. A
 // connection that breaks (daemon restarted) is replaced and the call retried
 // once; when the daemon is down the call throws ConnectionError.
-#include <cstdint>
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>

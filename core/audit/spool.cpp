@@ -48,7 +48,9 @@ std::vector<std::uint8_t> encode(const Record& r, UnixTime time) {
     // One buffer: room for the frame header, then the payload; the header
     // is filled in once the payload's length and CRC are known.
     wire::Writer payload;
-    payload.u32(0).u32(0).u8(static_cast<std::uint8_t>(r.type))
+    payload.u32(0)
+        .u32(0)
+        .u8(static_cast<std::uint8_t>(r.type))
         .u64(static_cast<std::uint64_t>(time))
         .str(r.actor)
         .str(r.key)

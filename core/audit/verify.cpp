@@ -159,9 +159,10 @@ Report Verifier::finish() {
     }
     if (report_.ok) {
         report_.unsigned_tail = report_.events - last_checkpoint_seq_;
-        report_.message = "chain intact: " + std::to_string(report_.events) + " events, " +
-                          std::to_string(report_.checkpoints) + " signed checkpoints" +
-                          (report_.macs_checked ? ", every seal (MAC) checked in the token" : ", MACs not checked (offline)");
+        report_.message =
+            "chain intact: " + std::to_string(report_.events) + " events, " + std::to_string(report_.checkpoints) +
+            " signed checkpoints" +
+            (report_.macs_checked ? ", every seal (MAC) checked in the token" : ", MACs not checked (offline)");
         if (report_.unsigned_tail > 0) {
             report_.message += "; " + std::to_string(report_.unsigned_tail) + " events after the last checkpoint";
         }

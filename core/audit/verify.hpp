@@ -8,10 +8,9 @@
 // the MAC the last event of each committed batch carries, over its hash,
 // which chains every event before it (the others carry no MAC). An edit
 // anywhere in a batch therefore breaks that batch's seal, and events after
-// the last seal (appended without the audit MAC key) are `unsealed`. Offline (an export and the signing public key alone) MACs cannot be
-// checked; the chain and the signed checkpoints still prove that nothing up to
-// the last checkpoint changed. Events after the last checkpoint are reported
-// as an unsigned tail.
+// the last seal (appended without the audit MAC key) are `unsealed`. Offline (an export and the signing public key
+// alone) MACs cannot be checked; the chain and the signed checkpoints still prove that nothing up to the last
+// checkpoint changed. Events after the last checkpoint are reported as an unsigned tail.
 #include <cstdint>
 #include <functional>
 #include <optional>

@@ -67,8 +67,8 @@ enum class FrameRead { ok, closed, malformed };
             return FrameRead::closed;
         }
     }
-    const std::uint32_t len = (std::uint32_t{out[0]} << 24) | (std::uint32_t{out[1]} << 16) |
-                              (std::uint32_t{out[2]} << 8) | out[3];
+    const std::uint32_t len =
+        (std::uint32_t{out[0]} << 24) | (std::uint32_t{out[1]} << 16) | (std::uint32_t{out[2]} << 8) | out[3];
     if (len < min_len || len > max_len || got > 4 + std::size_t{len}) return FrameRead::malformed;
     out.resize(4 + std::size_t{len});
     if (got < out.size() && !read_all(fd, out.data() + got, out.size() - got)) return FrameRead::closed;
