@@ -21,7 +21,7 @@ struct HttpOptions {
     std::string unix_socket;                // "" disables the unix socket
     std::size_t threads = 4;
     std::size_t body_limit = 1 << 20;  // bytes
-    std::size_t header_limit = 16 * 1024;
+    std::size_t header_limit = std::size_t{16} * 1024;
     int request_timeout_s = 10;
 };
 

@@ -209,7 +209,7 @@ int run(int argc, char** argv) {
                 for (const auto& k : store->list_keys()) {
                     if (!k.expires_at || k.revoked_at || *k.expires_at <= now) continue;
                     const auto* p = policies.for_key(k);
-                    const std::int64_t lead = p != nullptr ? p->expiry_warning : 14 * 86400;
+                    const std::int64_t lead = p != nullptr ? p->expiry_warning : std::int64_t{14} * 86400;
                     if (*k.expires_at - now > lead) continue;
                     auto& last = expiry_alerted[k.id];
                     if (now - last < 86400) continue;

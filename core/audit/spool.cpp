@@ -61,9 +61,10 @@ std::vector<std::uint8_t> encode(const Record& r, UnixTime time) {
     auto out = std::move(payload.buffer());
     const auto len = static_cast<std::uint32_t>(out.size() - 8);
     const std::uint32_t crc = crc32(std::span(out).subspan(8));
-    for (int i = 0; i < 4; ++i) {
-        out[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(len >> (24 - 8 * i));
-        out[static_cast<std::size_t>(4 + i)] = static_cast<std::uint8_t>(crc >> (24 - 8 * i));
+    for (std::size_t i = 0; i < 4; ++i) {
+        const std::size_t shift = 24 - 8 * i;
+        out[i] = static_cast<std::uint8_t>(len >> shift);
+        out[4 + i] = static_cast<std::uint8_t>(crc >> shift);
     }
     return out;
 }
