@@ -782,7 +782,8 @@ TEST_CASE("spooled: fail closed while the store refuses the events, and none los
     CHECK_MESSAGE(r.ok, r.message);
 }
 
-TEST_CASE("seals: one MAC per batch covers the batch; an edit inside it, a stripped seal or an unsealed append is found") {
+TEST_CASE(
+    "seals: one MAC per batch covers the batch; an edit inside it, a stripped seal or an unsealed append is found") {
     const std::string path = fresh_db("seal");
     AuditStack a(path, spooled(path, std::chrono::milliseconds(1000)));
     for (int i = 0; i < 30; ++i) a.log->record(probe(i));
@@ -826,9 +827,10 @@ TEST_CASE("seals: one MAC per batch covers the batch; an edit inside it, a strip
         f.prev_hash = events.back().hash;
         f.hash = audit::compute_hash(f);
         f.mac.clear();
-        raw.exec("INSERT INTO audit_events(seq, time, type, actor, key, kid, op, outcome, details, prev_hash, hash, mac) "
-                 "SELECT 41, time, type, 'cli:mallory', key, kid, op, outcome, details, '" +
-                 f.prev_hash + "', '" + f.hash + "', '' FROM audit_events WHERE seq = 40");
+        raw.exec(
+            "INSERT INTO audit_events(seq, time, type, actor, key, kid, op, outcome, details, prev_hash, hash, mac) "
+            "SELECT 41, time, type, 'cli:mallory', key, kid, op, outcome, details, '" +
+            f.prev_hash + "', '" + f.hash + "', '' FROM audit_events WHERE seq = 40");
         r = a.verify_online();
         CHECK_FALSE(r.ok);
         CHECK(r.problem == audit::Problem::unsealed);
