@@ -134,7 +134,8 @@ int run(int argc, char** argv) {
     });
     metrics.gauge_fn("keywarden_key_versions", [&] {
         std::vector<std::pair<core::metrics::Labels, double>> out;
-        for (const auto& [state, n] : store->stats().versions_by_state) out.push_back({{{"state", state}}, static_cast<double>(n)});
+        for (const auto& [state, n] : store->stats().versions_by_state)
+            out.push_back({{{"state", state}}, static_cast<double>(n)});
         return out;
     });
     metrics.gauge_fn("keywarden_next_rotation_seconds", [&] {
