@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
         if (spool) {
             options.spool_store_path = audit::sqlite_path_from_url(env("KEYWARDEN_STORE_URL"));
             options.spool = true;
+            options.spool_rotate_bytes = 16384;  // rotations happen within a round, under the kill too
         }
         audit::Log log(sink, keys, clock, options);
 

@@ -837,3 +837,61 @@ TEST_CASE(
         CHECK(r.first_bad_seq == 41);
     }
 }
+
+TEST_CASE("spooled: a full spool is replaced by a fresh one and deleted once its events are stored") {
+    const std::string path = fresh_db("spool_rotate");
+    audit::LogOptions o = spooled(path, std::chrono::milliseconds(1000));
+    o.spool_rotate_bytes = 2048;  // about 20 events
+    AuditStack a(path, o);
+    Raw raw(path);
+    std::set<std::string> seen_files;
+    for (int round = 0; round < 5; ++round) {
+        for (int i = 0; i < 40; ++i) a.log->record(probe(round * 40 + i));
+        const auto before = spool_files(path);
+        REQUIRE(before.size() == 1);
+        seen_files.insert(before.front());
+        a.log->flush();  // stores the round; the spool was over 2 KB: rotated
+        const auto after = spool_files(path);
+        CHECK(after.size() == 1);                                    // the full one is gone...
+        CHECK(after.front() != before.front());                      // ...replaced by a fresh one
+        CHECK(raw.count("SELECT COUNT(*) FROM audit_spools") == 0);  // and its mark with it
+        CHECK(raw.count("SELECT COUNT(*) FROM audit_events") == (round + 1) * 40);
+    }
+    CHECK(seen_files.size() == 5);
+    a.log.reset();
+    CHECK(spool_files(path).empty());
+    std::vector<int> order;
+    for (const auto& e : a.events()) order.push_back(nlohmann::json::parse(e.details)["i"].get<int>());
+    REQUIRE(order.size() == 200);
+    for (int i = 0; i < 200; ++i) CHECK(order[static_cast<std::size_t>(i)] == i);
+    auto r = a.verify_online();
+    CHECK_MESSAGE(r.ok, r.message);
+}
+
+TEST_CASE("spooled: a dead writer's spools are stored in the order it made them") {
+    const std::string path = fresh_db("spool_order");
+    AuditStack a(path);
+    a.log.reset();
+    {
+        const std::string series = audit::SpoolFile::new_series();
+        // Made in this order; the directory may list them in any order.
+        for (std::uint32_t n : {0U, 1U, 2U}) {
+            auto spool = audit::SpoolFile::create(path, series, n);
+            for (int i = 0; i < 3; ++i) spool.append(probe(static_cast<int>(n) * 3 + i), kStart);
+        }
+    }
+    a.log = std::make_unique<audit::Log>(*a.sink, *a.keys, a.clock, spooled(path));
+    a.log.reset();
+    std::vector<int> order;
+    int markers = 0;
+    for (const auto& e : a.events()) {
+        if (e.type == audit::EventType::audit_recovered) {
+            ++markers;
+            continue;
+        }
+        order.push_back(nlohmann::json::parse(e.details)["i"].get<int>());
+    }
+    CHECK(markers == 3);
+    CHECK(order == std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8});
+    CHECK(spool_files(path).empty());
+}

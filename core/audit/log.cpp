@@ -20,7 +20,8 @@ Log::Log(Sink& sink, Keys& keys, const Clock& clock, LogOptions options)
     }
     if (!options_.spool_store_path.empty()) recover_spools();
     if (options_.spool && !options_.spool_store_path.empty()) {
-        spool_.emplace(SpoolFile::create(options_.spool_store_path));
+        spool_series_ = SpoolFile::new_series();
+        spool_.emplace(SpoolFile::create(options_.spool_store_path, spool_series_, spool_number_++));
         ingester_ = std::thread([this] { ingest_loop(); });
     }
 }
@@ -35,7 +36,7 @@ Log::~Log() {
     if (ingester_.joinable()) ingester_.join();  // its last round stores what is left
     if (spool_) {
         std::lock_guard lock(mutex_);
-        if (pending_.records.empty() && ingest_error_.empty()) {
+        if (pending_.records.empty() && !retry_ && ingest_error_.empty()) {
             // File first: a crash in between leaves a mark without a spool
             // (harmless), never a spool without its mark (taken twice).
             spool_->remove();
@@ -97,10 +98,29 @@ void Log::ingest_loop() {
 }
 
 void Log::ingest(std::unique_lock<std::mutex>& lock) {
-    if (pending_.records.empty() && !pending_.force_checkpoint) return;
-    Batch batch = std::move(pending_);
-    pending_ = Batch{};
-    batch.spool_id = spool_->id();
+    Batch batch;
+    if (retry_) {
+        // A batch the store refused goes first, alone: it may belong to a
+        // spool that has been rotated out, and its mark is that spool's.
+        batch = std::move(*retry_);
+        retry_.reset();
+    } else {
+        if (pending_.records.empty() && !pending_.force_checkpoint) return;
+        batch = std::move(pending_);
+        pending_ = Batch{};
+        batch.spool_id = spool_->id();
+        if (spool_->size() >= options_.spool_rotate_bytes) {
+            // This batch is the last of the current spool: later records go
+            // to a fresh one, and the old file goes once this batch is stored.
+            try {
+                SpoolFile fresh = SpoolFile::create(options_.spool_store_path, spool_series_, spool_number_++);
+                retired_.push_back(std::move(*spool_));
+                spool_.emplace(std::move(fresh));
+            } catch (const std::exception&) {
+                // Keep appending to the current one; rotation is tried again next time.
+            }
+        }
+    }
     writing_ = true;
     lock.unlock();
     std::string error;
@@ -114,22 +134,35 @@ void Log::ingest(std::unique_lock<std::mutex>& lock) {
         error = e.what();
         if (error.empty()) error = "unknown error";
     }
+    // A rotated-out spool whose last batch is now stored is deleted, file
+    // first, then its mark (as in ~Log). Done without mutex_: the store
+    // write must not hold up callers.
+    if (error.empty()) {
+        for (auto it = retired_.begin(); it != retired_.end(); ++it) {
+            if (it->id() != batch.spool_id) continue;
+            it->remove();
+            try {
+                sink_.forget_spool(batch.spool_id);
+            } catch (const std::exception&) {
+                // A mark without a file is harmless: recovery only looks at files.
+            }
+            break;
+        }
+    }
     lock.lock();
     writing_ = false;
     ++attempts_;
     if (error.empty()) {
         stored_ += batch.records.size();
         ingest_error_.clear();
+        std::erase_if(retired_, [](const SpoolFile& s) { return !s.open(); });
     } else {
-        // Kept in spool order, ahead of what arrived meanwhile, for the next try.
+        // Tried again first, alone, at the next round; new records keep
+        // going to the spool meanwhile (record() refuses them while the
+        // error stands, so little accumulates).
         ingest_error_ = error;
         ingest_locked_ = locked;
-        batch.records.insert(batch.records.end(), std::make_move_iterator(pending_.records.begin()),
-                             std::make_move_iterator(pending_.records.end()));
-        batch.times.insert(batch.times.end(), pending_.times.begin(), pending_.times.end());
-        if (!pending_.times.empty()) batch.spool_end = pending_.spool_end;
-        batch.force_checkpoint = batch.force_checkpoint || pending_.force_checkpoint;
-        pending_ = std::move(batch);
+        retry_ = std::move(batch);
     }
     ingested_.notify_all();
 }
@@ -142,11 +175,11 @@ void Log::flush() {
     flush_requested_ = true;
     ingest_wake_.notify_one();
     ingested_.wait(lock, [&] {
-        return stored_ >= target && !pending_.force_checkpoint ? true
-               : stopping_                                     ? true
-                                                               : attempts_ > tries && !ingest_error_.empty();
+        return stored_ >= target && !pending_.force_checkpoint && !retry_ ? true
+               : stopping_                                                ? true
+                                                                          : attempts_ > tries && !ingest_error_.empty();
     });
-    if (stored_ < target || pending_.force_checkpoint) {
+    if (stored_ < target || pending_.force_checkpoint || retry_) {
         const std::string why = ingest_error_.empty() ? "audit log is shutting down" : ingest_error_;
         if (ingest_locked_) throw Error(ErrorKind::store_locked, "audit log write failed: " + why);
         throw Error(ErrorKind::audit_failure, "audit log write failed: " + why);
@@ -162,7 +195,9 @@ Log::Ticket Log::submit(Record record) {
         const UnixTime now = clock_.now();
         std::unique_lock lock(mutex_);
         // Bounded memory: a store far behind slows callers down.
-        ingested_.wait(lock, [this] { return stopping_ || pending_.records.size() < 16 * options_.max_batch; });
+        ingested_.wait(lock, [this] {
+            return stopping_ || !ingest_error_.empty() || pending_.records.size() < 16 * options_.max_batch;
+        });
         if (stopping_) throw Error(ErrorKind::audit_failure, "audit log is shutting down");
         if (!ingest_error_.empty()) {
             const std::string why = "the audit log cannot reach the store: " + ingest_error_;
@@ -266,7 +301,7 @@ std::string Log::store_error() {
 
 std::size_t Log::queue_depth() {
     std::lock_guard lock(mutex_);
-    return pending_.records.size();
+    return pending_.records.size() + (retry_ ? retry_->records.size() : 0);
 }
 
 void Log::write(Batch& batch) {

@@ -60,6 +60,9 @@ struct LogOptions {
     /// for durability "power": the spool is not fsync'd.
     bool spool = false;
     std::chrono::milliseconds ingest_interval{10};
+    /// A spool this large is replaced by a fresh one (and deleted once its
+    /// last events are stored), so spools do not grow without bound.
+    std::uint64_t spool_rotate_bytes = std::uint64_t{64} << 20;
 };
 
 class Log {
@@ -147,6 +150,10 @@ private:
 
     // Spooled mode (all under mutex_ but the thread).
     std::optional<SpoolFile> spool_;
+    std::string spool_series_;  // this writer's spools: <series>-<number>
+    std::uint32_t spool_number_ = 0;
+    std::vector<SpoolFile> retired_;  // rotated out, last batch not yet stored
+    std::optional<Batch> retry_;      // the batch the store refused, tried first
     std::thread ingester_;
     std::condition_variable ingest_wake_;
     std::condition_variable ingested_;

@@ -5,8 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/crc.hpp>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -33,7 +35,7 @@ std::uint32_t crc32(std::span<const std::uint8_t> b) {
     return crc.checksum();
 }
 
-std::string random_id() {
+std::string random_hex() {
     std::random_device rd;  // a unique file name, not a secret
     static constexpr char kHex[] = "0123456789abcdef";
     std::string id;
@@ -109,8 +111,14 @@ SpoolFile::~SpoolFile() {
     if (fd_ >= 0) ::close(fd_);
 }
 
-SpoolFile SpoolFile::create(const std::string& store_path) {
-    const std::string id = random_id();
+std::string SpoolFile::new_series() {
+    return random_hex();
+}
+
+SpoolFile SpoolFile::create(const std::string& store_path, const std::string& series, std::uint32_t number) {
+    char num[16];
+    std::snprintf(num, sizeof num, "%08u", number);
+    const std::string id = series + "-" + num;
     const std::string path = store_path + std::string(kInfix) + id + std::string(kSuffix);
     // Made and locked under a temporary name, then renamed: a recovering
     // process never sees (and takes) a spool its owner has not locked yet.
@@ -158,6 +166,7 @@ std::vector<std::string> SpoolFile::list(const std::string& store_path) {
             out.push_back(entry.path().string());
         }
     }
+    std::sort(out.begin(), out.end());
     return out;
 }
 

@@ -43,13 +43,18 @@ struct SpoolContents {
 
 class SpoolFile {
 public:
-    /// Creates a new spool for the store file `store_path` and locks it.
+    /// Creates a new spool for the store file `store_path` and locks it:
+    /// number `number` of the writer's `series` (new_series(), one per
+    /// writer), so one writer's spools sort in the order they were made.
     /// Throws Error(audit_failure) if it cannot.
-    static SpoolFile create(const std::string& store_path);
+    static SpoolFile create(const std::string& store_path, const std::string& series, std::uint32_t number);
+    static SpoolFile create(const std::string& store_path) { return create(store_path, new_series(), 0); }
+    [[nodiscard]] static std::string new_series();
     /// Opens a spool left by a process that is gone (its lock is free); none
     /// if another process still holds it or it vanished meanwhile.
     static std::optional<SpoolFile> adopt(const std::string& path);
-    /// The spools next to `store_path` (live ones included).
+    /// The spools next to `store_path` (live ones included), sorted by name:
+    /// one writer's in the order it made them.
     [[nodiscard]] static std::vector<std::string> list(const std::string& store_path);
 
     SpoolFile(SpoolFile&& other) noexcept;
@@ -69,6 +74,8 @@ public:
     /// The name the store's ingestion mark is kept under.
     [[nodiscard]] const std::string& id() const noexcept { return id_; }
     [[nodiscard]] const std::string& path() const noexcept { return path_; }
+    [[nodiscard]] std::uint64_t size() const noexcept { return size_; }
+    [[nodiscard]] bool open() const noexcept { return fd_ >= 0; }
 
 private:
     SpoolFile(int fd, std::string path, std::string id, std::uint64_t size);
