@@ -553,10 +553,8 @@ rollback_window = "2h"
 
 // ---------------------------------------------------------------- jwks_lead
 
-TEST_CASE("jwks_lead: the new version is published (pre_active, in the JWKS) before it signs") {
-    FakeClock clock(kStart);
-    Stack s(clock, fresh_db("jwkslead"));
-    PolicySet set = policies(R"(
+// JWT keys rotate OVERLAPPING with the new version in the JWKS 30 min early.
+constexpr const char* kJwtLeadPolicy = R"(
 [[policy]]
 name = "jwt-lead"
 cryptoperiod = "30d"
@@ -564,7 +562,12 @@ strategy = "OVERLAPPING"
 overlap = "1h"
 jwks_lead = "30m"
 match = { type = "jwt" }
-)");
+)";
+
+TEST_CASE("jwks_lead: the new version is published (pre_active, in the JWKS) before it signs") {
+    FakeClock clock(kStart);
+    Stack s(clock, fresh_db("jwkslead"));
+    PolicySet set = policies(kJwtLeadPolicy);
     Engine engine(*s.keys, *s.tokens, set, owner("test-a"));
     const std::pair<const char*, JwtAlg> algs[] = {{"jwt-es256", JwtAlg::ES256}, {"jwt-rs256", JwtAlg::RS256}};
     for (const auto& [name, alg] : algs) {
@@ -634,15 +637,7 @@ match = { type = "jwt" }
 TEST_CASE("a lifecycle operation that one version cannot make changes no version (nothing half done)") {
     FakeClock clock(kStart);
     Stack s(clock, fresh_db("nohalf"));
-    PolicySet set = policies(R"(
-[[policy]]
-name = "jwt-lead"
-cryptoperiod = "30d"
-strategy = "OVERLAPPING"
-overlap = "1h"
-jwks_lead = "30m"
-match = { type = "jwt" }
-)");
+    PolicySet set = policies(kJwtLeadPolicy);
     Engine engine(*s.keys, *s.tokens, set, owner("test-a"));
     GenerateRequest g;
     g.name = "mid-rotation";

@@ -174,6 +174,28 @@ CK_RV with_session(CK_SESSION_HANDLE session, F&& f) {
     return f(*m, *s);
 }
 
+// C_Sign / C_Verify: the operation must be active and single-part so far.
+CK_RV check_single_part(Operation& op, CK_BYTE_PTR data, CK_ULONG len) {
+    if (!op.active) return CKR_OPERATION_NOT_INITIALIZED;
+    if (op.multi_part) return CKR_OPERATION_ACTIVE;  // a multi-part operation ends with C_*Final
+    if (data == nullptr && len != 0) {
+        op.reset();
+        return CKR_ARGUMENTS_BAD;
+    }
+    return CKR_OK;
+}
+
+// C_SignFinal / C_VerifyFinal: the mechanism must allow multi-part use.
+CK_RV check_final(Operation& op) {
+    if (!op.active) return CKR_OPERATION_NOT_INITIALIZED;
+    if (op.mech.spec->single_part) {
+        op.reset();
+        return CKR_MECHANISM_INVALID;
+    }
+    op.multi_part = true;
+    return CKR_OK;
+}
+
 }  // namespace
 
 CK_RV SignInit(CK_SESSION_HANDLE session, CK_MECHANISM_PTR mechanism, CK_OBJECT_HANDLE key) {
@@ -182,14 +204,8 @@ CK_RV SignInit(CK_SESSION_HANDLE session, CK_MECHANISM_PTR mechanism, CK_OBJECT_
 
 CK_RV Sign(CK_SESSION_HANDLE session, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len) {
     return with_session(session, [&](Module& m, Session& s) {
-        Operation& op = s.sign;
-        if (!op.active) return CKR_OPERATION_NOT_INITIALIZED;
-        if (op.multi_part) return CKR_OPERATION_ACTIVE;  // a multi-part operation ends with C_SignFinal
-        if (data == nullptr && len != 0) {
-            op.reset();
-            return CKR_ARGUMENTS_BAD;
-        }
-        return finish_sign(m, op, {data, len}, sig, sig_len);
+        if (CK_RV rv = check_single_part(s.sign, data, len); rv != CKR_OK) return rv;
+        return finish_sign(m, s.sign, {data, len}, sig, sig_len);
     });
 }
 
@@ -199,14 +215,8 @@ CK_RV SignUpdate(CK_SESSION_HANDLE session, CK_BYTE_PTR part, CK_ULONG len) {
 
 CK_RV SignFinal(CK_SESSION_HANDLE session, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len) {
     return with_session(session, [&](Module& m, Session& s) {
-        Operation& op = s.sign;
-        if (!op.active) return CKR_OPERATION_NOT_INITIALIZED;
-        if (op.mech.spec->single_part) {
-            op.reset();
-            return CKR_MECHANISM_INVALID;
-        }
-        op.multi_part = true;
-        return finish_sign(m, op, {}, sig, sig_len);
+        if (CK_RV rv = check_final(s.sign); rv != CKR_OK) return rv;
+        return finish_sign(m, s.sign, {}, sig, sig_len);
     });
 }
 
@@ -216,14 +226,8 @@ CK_RV VerifyInit(CK_SESSION_HANDLE session, CK_MECHANISM_PTR mechanism, CK_OBJEC
 
 CK_RV Verify(CK_SESSION_HANDLE session, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig, CK_ULONG sig_len) {
     return with_session(session, [&](Module& m, Session& s) {
-        Operation& op = s.verify;
-        if (!op.active) return CKR_OPERATION_NOT_INITIALIZED;
-        if (op.multi_part) return CKR_OPERATION_ACTIVE;
-        if (data == nullptr && len != 0) {
-            op.reset();
-            return CKR_ARGUMENTS_BAD;
-        }
-        return finish_verify(m, op, {data, len}, sig, sig_len);
+        if (CK_RV rv = check_single_part(s.verify, data, len); rv != CKR_OK) return rv;
+        return finish_verify(m, s.verify, {data, len}, sig, sig_len);
     });
 }
 
@@ -233,14 +237,8 @@ CK_RV VerifyUpdate(CK_SESSION_HANDLE session, CK_BYTE_PTR part, CK_ULONG len) {
 
 CK_RV VerifyFinal(CK_SESSION_HANDLE session, CK_BYTE_PTR sig, CK_ULONG sig_len) {
     return with_session(session, [&](Module& m, Session& s) {
-        Operation& op = s.verify;
-        if (!op.active) return CKR_OPERATION_NOT_INITIALIZED;
-        if (op.mech.spec->single_part) {
-            op.reset();
-            return CKR_MECHANISM_INVALID;
-        }
-        op.multi_part = true;
-        return finish_verify(m, op, {}, sig, sig_len);
+        if (CK_RV rv = check_final(s.verify); rv != CKR_OK) return rv;
+        return finish_verify(m, s.verify, {}, sig, sig_len);
     });
 }
 

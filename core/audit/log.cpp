@@ -174,12 +174,10 @@ void Log::flush() {
     const std::uint64_t tries = attempts_;
     flush_requested_ = true;
     ingest_wake_.notify_one();
-    ingested_.wait(lock, [&] {
-        return stored_ >= target && !pending_.force_checkpoint && !retry_ ? true
-               : stopping_                                                ? true
-                                                                          : attempts_ > tries && !ingest_error_.empty();
-    });
-    if (stored_ < target || pending_.force_checkpoint || retry_) {
+    const auto done = [&] { return stored_ >= target && !pending_.force_checkpoint && !retry_; };
+    const auto failed = [&] { return attempts_ > tries && !ingest_error_.empty(); };
+    ingested_.wait(lock, [&] { return done() || failed() || stopping_; });
+    if (!done()) {
         const std::string why = ingest_error_.empty() ? "audit log is shutting down" : ingest_error_;
         if (ingest_locked_) throw Error(ErrorKind::store_locked, "audit log write failed: " + why);
         throw Error(ErrorKind::audit_failure, "audit log write failed: " + why);

@@ -99,12 +99,11 @@ public:
 
     /// Inserts a key with its versions. Throws Error(already_exists) if the name is taken.
     virtual void create_key(const ManagedKey& key) = 0;
-    /// `generation` (optional): set to keys_generation() as read before the key.
+    /// `generation` (optional): set to the store's keys generation, read
+    /// before the key: a number that changes whenever any key or version
+    /// changes, by any process sharing the store (0 if the store keeps none).
     [[nodiscard]] virtual std::optional<ManagedKey> find_key(std::string_view name,
                                                              std::uint64_t* generation = nullptr) = 0;
-    /// A number that changes whenever any key or version changes, by any
-    /// process sharing the store (0 if the store keeps none).
-    [[nodiscard]] virtual std::uint64_t keys_generation() = 0;
     [[nodiscard]] virtual std::vector<ManagedKey> list_keys() = 0;
 
     virtual void add_version(std::string_view key_id, const KeyVersion& version) = 0;

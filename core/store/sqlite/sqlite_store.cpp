@@ -294,12 +294,6 @@ std::string SqliteStore::keys_generation_locked() {
     return g->step() ? g->text(0) : std::string();
 }
 
-std::uint64_t SqliteStore::keys_generation() {
-    std::lock_guard lock(mutex_);
-    const std::string g = keys_generation_locked();
-    return g.empty() ? 0 : std::stoull(g);
-}
-
 std::optional<ManagedKey> SqliteStore::find_key(std::string_view name, std::uint64_t* generation_out) {
     std::lock_guard lock(mutex_);
     // The generation is read before the key: a change committed in between

@@ -18,7 +18,6 @@ public:
     void create_key(const ManagedKey& key) override;
     [[nodiscard]] std::optional<ManagedKey> find_key(std::string_view name,
                                                      std::uint64_t* generation = nullptr) override;
-    [[nodiscard]] std::uint64_t keys_generation() override;
     [[nodiscard]] std::vector<ManagedKey> list_keys() override;
     void add_version(std::string_view key_id, const KeyVersion& version) override;
     void set_version_state(std::string_view kid, VersionState state, UnixTime at) override;
