@@ -1,9 +1,15 @@
 // A small HTTP/1.1 load generator for keywardend's POST /v1/tokens/verify:
-// keep-alive connections on loopback, one thread and one blocking socket per
-// connection, latency per request, optional fixed request rate.
+// keep-alive connections on loopback, driven by a few event-loop threads
+// (epoll, non-blocking sockets), latency per request, optional fixed rate.
 //
 //   load_gen --port P --token-file F --connections C --seconds S
-//            [--host 127.0.0.1] [--rate R] [--warmup W] [--json FILE]
+//            [--threads T] [--host 127.0.0.1] [--rate R] [--warmup W] [--json FILE]
+//
+// Why event loops: the client shares this machine's cores with keywardend.
+// A thread blocked in recv() per connection costs a wake-up and a context
+// switch per answer; one loop per core serves every ready connection from
+// one epoll_wait, so more of the machine is left to the server under test.
+// T defaults to 1; connection i belongs to loop i % T.
 //
 // Closed loop (no --rate): every connection sends its next request as soon as
 // the previous answer is in; latency is send -> complete answer.
@@ -16,9 +22,13 @@
 //
 // An answer counts as ok when it is HTTP 200 with "code":"VALID". Anything
 // else is counted by status and code; a closed connection is re-opened.
+
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -32,7 +42,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
-#include <mutex>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
@@ -50,6 +60,7 @@ struct Options {
     int port = 0;
     std::string token_file;
     int connections = 1;
+    int threads = 1;
     double seconds = 3;
     double rate = 0;  // 0: closed loop
     double warmup = 0.5;
@@ -72,6 +83,8 @@ Options parse(int argc, char** argv) {
             o.token_file = next();
         else if (a == "--connections")
             o.connections = std::stoi(next());
+        else if (a == "--threads")
+            o.threads = std::stoi(next());
         else if (a == "--seconds")
             o.seconds = std::stod(next());
         else if (a == "--rate")
@@ -83,34 +96,79 @@ Options parse(int argc, char** argv) {
         else
             throw std::invalid_argument("unknown argument " + a);
     }
-    if (o.port <= 0 || o.token_file.empty() || o.connections < 1 || o.connections > 1024 || o.seconds <= 0) {
+    if (o.port <= 0 || o.token_file.empty() || o.connections < 1 || o.connections > 1024 || o.threads < 1 ||
+        o.seconds <= 0) {
         throw std::invalid_argument(
-            "usage: load_gen --port P --token-file F --connections C --seconds S [--rate R] [--warmup W] [--json "
-            "FILE]");
+            "usage: load_gen --port P --token-file F --connections C --seconds S [--threads T] [--rate R] [--warmup W] "
+            "[--json FILE]");
     }
     return o;
 }
 
+// One keep-alive connection in an event loop: at most one request in flight.
 class Connection {
 public:
-    Connection(const std::string& host, int port) : host_(host), port_(port) { open(); }
+    Connection(const std::string& host, int port, int epfd, std::size_t index)
+        : host_(host), port_(port), epfd_(epfd), index_(index) {
+        open();
+    }
     ~Connection() { close(); }
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
 
-    // Sends `request` and reads one answer; returns the status and leaves the
-    // body in body(). Re-opens the connection once if the server closed it.
-    int exchange(const std::string& request) {
-        for (int attempt = 0;; ++attempt) {
+    // Sends `request` (whole, or the connection is re-opened once).
+    bool send(const std::string& request, SteadyClock::time_point t0) {
+        t0_ = t0;
+        busy_ = true;
+        for (int attempt = 0; attempt < 2; ++attempt) {
             if (fd_ < 0) open();
-            if (send_all(request) && read_response()) return status_;
-            close();
-            ++reconnects;
-            if (attempt >= 1) return 0;  // connection-level failure
+            if (send_all(request)) return true;
+            reopen();
         }
+        busy_ = false;
+        return false;
     }
-    [[nodiscard]] const std::string& body() const { return body_; }
+    enum class Read { more, answer, failed };
+    // Reads what is there; `answer` when a whole response is in (status() and
+    // body() hold it), `failed` when the server closed or broke the stream.
+    Read on_readable() {
+        for (;;) {
+            char tmp[16384];
+            const ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
+            if (n > 0) {
+                buf_.append(tmp, static_cast<std::size_t>(n));
+                if (static_cast<std::size_t>(n) < sizeof tmp) break;
+                continue;
+            }
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+            reopen();
+            busy_ = false;
+            return Read::failed;
+        }
+        const int parsed = parse();
+        if (parsed < 0) {
+            reopen();
+            busy_ = false;
+            return Read::failed;
+        }
+        if (parsed == 0) return Read::more;
+        busy_ = false;
+        return Read::answer;
+    }
+    // An idle connection has nothing to read but its end: re-opened lazily.
+    void on_idle_readable() {
+        char tmp[256];
+        const ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) reopen();
+    }
+    [[nodiscard]] bool busy() const noexcept { return busy_; }
+    [[nodiscard]] SteadyClock::time_point sent_at() const noexcept { return t0_; }
+    [[nodiscard]] int status() const noexcept { return status_; }
+    [[nodiscard]] const std::string& body() const noexcept { return body_; }
+    [[nodiscard]] std::size_t index() const noexcept { return index_; }
     std::uint64_t reconnects = 0;
+    std::uint64_t next_k = 0;  // fixed rate: the next request's number
 
 private:
     void open() {
@@ -118,84 +176,84 @@ private:
         if (fd_ < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
         int one = 1;
         ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        timeval tv{10, 0};
-        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         sockaddr_in addr{};
         addr.sin_family = AF_INET;
         addr.sin_port = htons(static_cast<std::uint16_t>(port_));
         if (::inet_pton(AF_INET, host_.c_str(), &addr.sin_addr) != 1)
             throw std::runtime_error("bad IPv4 address " + host_);
+        // Blocking connect (loopback, at start or after a close), then
+        // non-blocking for the event loop.
         if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
             const int e = errno;
             close();
             throw std::runtime_error("connect " + host_ + ":" + std::to_string(port_) + ": " + std::strerror(e));
         }
+        ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.ptr = this;
+        if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd_, &ev) != 0)
+            throw std::runtime_error(std::string("epoll_ctl: ") + std::strerror(errno));
         buf_.clear();
     }
     void close() {
-        if (fd_ >= 0) ::close(fd_);
+        if (fd_ >= 0) ::close(fd_);  // also leaves the epoll set
         fd_ = -1;
+    }
+    void reopen() {
+        close();
+        ++reconnects;
     }
     bool send_all(const std::string& s) {
         std::size_t off = 0;
         while (off < s.size()) {
-            ssize_t n = ::send(fd_, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-            if (n <= 0) {
-                if (n < 0 && errno == EINTR) continue;
+            const ssize_t n = ::send(fd_, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+            if (n > 0) {
+                off += static_cast<std::size_t>(n);
+            } else if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
+                pollfd p{fd_, POLLOUT, 0};
+                ::poll(&p, 1, 1000);  // a request is a few hundred bytes: never in practice
+            } else {
                 return false;
             }
-            off += static_cast<std::size_t>(n);
         }
         return true;
     }
-    bool fill() {
-        char tmp[16384];
-        for (;;) {
-            ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
-            if (n > 0) {
-                buf_.append(tmp, static_cast<std::size_t>(n));
-                return true;
-            }
-            if (n < 0 && errno == EINTR) continue;
-            return false;
-        }
-    }
-    bool read_response() {
-        std::size_t hdr_end;
-        while ((hdr_end = buf_.find("\r\n\r\n")) == std::string::npos) {
-            if (!fill()) return false;
-        }
-        // Status line "HTTP/1.1 200 OK".
-        if (buf_.size() < 12 || buf_.compare(0, 5, "HTTP/") != 0) return false;
+    // 1: one whole response parsed (and removed from buf_); 0: need more; -1: garbage.
+    int parse() {
+        const std::size_t hdr_end = buf_.find("\r\n\r\n");
+        if (hdr_end == std::string::npos) return 0;
+        if (buf_.size() < 12 || buf_.compare(0, 5, "HTTP/") != 0) return -1;
         status_ = std::atoi(buf_.c_str() + 9);
         std::size_t length = 0;
         bool close_after = false;
         std::size_t pos = buf_.find("\r\n") + 2;
         while (pos < hdr_end) {
-            std::size_t eol = buf_.find("\r\n", pos);
-            std::string line = buf_.substr(pos, eol - pos);
-            std::string lower = line;
+            const std::size_t eol = buf_.find("\r\n", pos);
+            std::string lower = buf_.substr(pos, eol - pos);
             std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-            if (lower.rfind("content-length:", 0) == 0) length = std::stoul(line.substr(15));
+            if (lower.rfind("content-length:", 0) == 0) length = std::stoul(lower.substr(15));
             if (lower.rfind("connection:", 0) == 0 && lower.find("close") != std::string::npos) close_after = true;
             pos = eol + 2;
         }
         const std::size_t total = hdr_end + 4 + length;
-        while (buf_.size() < total) {
-            if (!fill()) return false;
-        }
+        if (buf_.size() < total) return 0;
         body_.assign(buf_, hdr_end + 4, length);
         buf_.erase(0, total);
-        if (close_after) close();
-        return true;
+        if (close_after) close();  // the next send opens a new one
+        return 1;
     }
 
     std::string host_;
     int port_;
+    int epfd_;
+    std::size_t index_;
     int fd_ = -1;
     std::string buf_;
     std::string body_;
     int status_ = 0;
+    bool busy_ = false;
+    SteadyClock::time_point t0_;
 };
 
 std::string read_token(const std::string& path) {
@@ -221,6 +279,125 @@ double pct_us(std::vector<std::int64_t>& v, double p) {
     return static_cast<double>(v[k]) / 1000.0;
 }
 
+// What one event loop measured.
+struct LoopResult {
+    std::vector<std::int64_t> latency_ns;
+    std::map<std::string, std::uint64_t> outcomes;
+    std::uint64_t reconnects = 0;
+    std::uint64_t sent = 0;  // warm-up included
+    std::string error;
+};
+
+struct Schedule {
+    SteadyClock::time_point start, measure_from, end;
+    double rate = 0;  // 0: closed loop
+    int connections = 1;
+
+    [[nodiscard]] SteadyClock::time_point intended(std::size_t conn, std::uint64_t k) const {
+        const double at = (static_cast<double>(k) * connections + static_cast<double>(conn)) / rate;
+        return start + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(at));
+    }
+};
+
+// One event loop over its share of the connections, until the schedule ends
+// and every request in flight is answered.
+void run_loop(const Options& o, const std::string& request, std::vector<std::size_t> mine, const Schedule& sched,
+              std::atomic<int>& ready, const std::atomic<bool>& go, LoopResult& out) {
+    const int epfd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) {
+        out.error = std::string("epoll_create1: ") + std::strerror(errno);
+        ++ready;
+        return;
+    }
+    std::vector<std::unique_ptr<Connection>> conns;
+    try {
+        for (std::size_t i : mine) conns.push_back(std::make_unique<Connection>(o.host, o.port, epfd, i));
+    } catch (const std::exception& e) {
+        out.error = e.what();
+        conns.clear();
+        ::close(epfd);
+        ++ready;
+        return;
+    }
+    ++ready;
+    while (!go.load()) std::this_thread::yield();
+
+    const bool paced = sched.rate > 0;
+    std::size_t in_flight = 0;
+    auto fire = [&](Connection& c, SteadyClock::time_point t0) {
+        if (c.send(request, t0)) {
+            ++in_flight;
+        } else {
+            ++out.sent;
+            if (t0 >= sched.measure_from) ++out.outcomes["connection_error"];
+        }
+    };
+    // Sends what is due; returns when the next request of an idle connection is due.
+    auto send_due = [&](SteadyClock::time_point now) {
+        SteadyClock::time_point next = SteadyClock::time_point::max();
+        for (auto& c : conns) {
+            if (c->busy()) continue;
+            if (!paced) {
+                if (now < sched.end) fire(*c, now);
+                continue;
+            }
+            const auto t = sched.intended(c->index(), c->next_k);
+            if (t >= sched.end) continue;
+            if (t <= now) {
+                ++c->next_k;
+                fire(*c, t);
+            } else {
+                next = std::min(next, t);
+            }
+        }
+        return next;
+    };
+
+    std::vector<epoll_event> events(conns.size() + 1);
+    auto next_due = send_due(SteadyClock::now());
+    auto last_answer = SteadyClock::now();
+    while (in_flight > 0 || next_due != SteadyClock::time_point::max()) {
+        // Wake for the next due request, and at least once a second so a
+        // server that stopped answering is noticed.
+        const auto wait = std::clamp<SteadyClock::duration>(next_due - SteadyClock::now(),
+                                                            SteadyClock::duration::zero(), std::chrono::seconds(1));
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
+        const timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+        const int n = ::epoll_pwait2(epfd, events.data(), static_cast<int>(events.size()), &ts, nullptr);
+        if (n < 0 && errno != EINTR) {
+            out.error = std::string("epoll_pwait2: ") + std::strerror(errno);
+            break;
+        }
+        const auto now = SteadyClock::now();
+        for (int e = 0; e < n; ++e) {
+            auto& c = *static_cast<Connection*>(events[static_cast<std::size_t>(e)].data.ptr);
+            if (!c.busy()) {  // the server closed an idle connection
+                c.on_idle_readable();
+                continue;
+            }
+            const auto r = c.on_readable();
+            if (r == Connection::Read::more) continue;
+            --in_flight;
+            ++out.sent;
+            last_answer = now;
+            const auto t0 = c.sent_at();
+            if (t0 < sched.measure_from) continue;  // warm-up
+            out.latency_ns.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(now - t0).count());
+            const int status = r == Connection::Read::answer ? c.status() : 0;
+            const bool ok = status == 200 && c.body().find("\"code\":\"VALID\"") != std::string::npos;
+            ++out.outcomes[ok ? "ok" : outcome_of(status, c.body())];
+        }
+        if (in_flight > 0 && now - last_answer > std::chrono::seconds(10)) {
+            out.error = "no answer for 10 s with " + std::to_string(in_flight) + " requests in flight";
+            break;
+        }
+        next_due = send_due(now);
+    }
+    for (const auto& c : conns) out.reconnects += c->reconnects;
+    conns.clear();
+    ::close(epfd);
+}
+
 int run(const Options& o) {
     const std::string token = read_token(o.token_file);
     const std::string body = "{\"token\":\"" + token + "\"}";
@@ -231,78 +408,49 @@ int run(const Options& o) {
     const std::string request = req.str();
 
     const int c = o.connections;
-    std::vector<std::vector<std::int64_t>> lat(static_cast<std::size_t>(c));
-    std::vector<std::map<std::string, std::uint64_t>> outcomes(static_cast<std::size_t>(c));
-    std::vector<std::uint64_t> reconnects(static_cast<std::size_t>(c), 0);
-    std::vector<std::uint64_t> sent(static_cast<std::size_t>(c), 0);  // warm-up included
-    std::vector<std::string> errors(static_cast<std::size_t>(c));
+    const int loops = std::min(o.threads, c);
+    std::vector<LoopResult> results(static_cast<std::size_t>(loops));
     std::atomic<int> ready{0};
     std::atomic<bool> go{false};
-    SteadyClock::time_point start, measure_from, end;
+    Schedule sched;
+    sched.rate = o.rate;
+    sched.connections = c;
     const auto dur = [](double s) {
         return std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(s));
     };
 
     std::vector<std::thread> ts;
-    for (int i = 0; i < c; ++i) {
-        ts.emplace_back([&, i] {
-            const auto idx = static_cast<std::size_t>(i);
-            try {
-                Connection conn(o.host, o.port);
-                ++ready;
-                while (!go.load()) std::this_thread::yield();
-                std::uint64_t k = 0;
-                for (;;) {
-                    SteadyClock::time_point t0;
-                    if (o.rate > 0) {
-                        t0 = start + dur((static_cast<double>(k) * c + i) / o.rate);
-                        ++k;
-                        if (t0 >= end) break;
-                        std::this_thread::sleep_until(t0);
-                    } else {
-                        t0 = SteadyClock::now();
-                        if (t0 >= end) break;
-                    }
-                    const int status = conn.exchange(request);
-                    const auto t1 = SteadyClock::now();
-                    ++sent[idx];
-                    if (t0 < measure_from) continue;  // warm-up
-                    lat[idx].push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
-                    const bool ok = status == 200 && conn.body().find("\"code\":\"VALID\"") != std::string::npos;
-                    ++outcomes[idx][ok ? "ok" : outcome_of(status, conn.body())];
-                }
-                reconnects[idx] = conn.reconnects;
-            } catch (const std::exception& e) {
-                errors[idx] = e.what();
-                ++ready;
-            }
-        });
+    for (int t = 0; t < loops; ++t) {
+        std::vector<std::size_t> mine;
+        for (int i = t; i < c; i += loops) mine.push_back(static_cast<std::size_t>(i));
+        ts.emplace_back(
+            [&, t, mine] { run_loop(o, request, mine, sched, ready, go, results[static_cast<std::size_t>(t)]); });
     }
-    while (ready.load() < c) std::this_thread::yield();
-    start = SteadyClock::now();
-    measure_from = start + dur(o.warmup);
-    end = measure_from + dur(o.seconds);
+    while (ready.load() < loops) std::this_thread::yield();
+    sched.start = SteadyClock::now();
+    sched.measure_from = sched.start + dur(o.warmup);
+    sched.end = sched.measure_from + dur(o.seconds);
     go = true;
     for (auto& t : ts) t.join();
-    for (const auto& e : errors) {
-        if (!e.empty()) throw std::runtime_error(e);
+    for (const auto& r : results) {
+        if (!r.error.empty()) throw std::runtime_error(r.error);
     }
 
     std::vector<std::int64_t> all;
     std::map<std::string, std::uint64_t> total;
     std::uint64_t reconnect_total = 0, sent_total = 0;
-    for (int i = 0; i < c; ++i) {
-        const auto idx = static_cast<std::size_t>(i);
-        sent_total += sent[idx];
-        all.insert(all.end(), lat[idx].begin(), lat[idx].end());
-        for (const auto& [k, v] : outcomes[idx]) total[k] += v;
-        reconnect_total += reconnects[idx];
+    for (const auto& r : results) {
+        sent_total += r.sent;
+        all.insert(all.end(), r.latency_ns.begin(), r.latency_ns.end());
+        for (const auto& [k, v] : r.outcomes) total[k] += v;
+        reconnect_total += r.reconnects;
     }
     // Requests whose intended start lies in the window; in closed loop the
     // last ones finish a little after it, which the divisor ignores (<0.1%).
     const double rate = static_cast<double>(all.size()) / o.seconds;
     const std::uint64_t ok = total.count("ok") ? total["ok"] : 0;
     json j{{"connections", c},
+           {"client_threads", loops},
            {"mode", o.rate > 0 ? "fixed_rate" : "closed_loop"},
            {"target_rate", o.rate},
            {"seconds", o.seconds},

@@ -494,3 +494,67 @@ TEST_CASE("find_key keeps keys in memory, and sees every change at once, made he
     here->create_key(simple_key("never-made", "kid-n1"));
     CHECK(here->find_key("never-made"));
 }
+
+TEST_CASE("find_token keeps unlimited tokens in memory: this connection's changes at once, another's within 1 ms") {
+    const std::string path = fresh_path("token_cache");
+    auto here = open_store("sqlite:" + path);
+    auto other = open_store("sqlite:" + path);  // hsm-keytool next to keywardend
+    auto token_key = [](const std::string& name, const std::string& kid) {
+        ManagedKey k = simple_key(name, kid);
+        k.type = KeyType::api_token;
+        k.versions.front().wrapped_blob.clear();
+        return k;
+    };
+    auto record = [](const std::string& kid, std::uint8_t d, std::optional<std::int64_t> max_uses) {
+        TokenRecord t;
+        t.kid = kid;
+        t.digest = std::vector<std::uint8_t>(32, d);
+        t.prefix = "kw_test";
+        t.display = "kw_test_" + kid;
+        t.max_uses = max_uses;
+        return t;
+    };
+    const auto after_window = [] { std::this_thread::sleep_for(std::chrono::milliseconds(3)); };
+    const ManagedKey unlimited = token_key("tok-unlimited", "kid-u1");
+    here->create_token_key(unlimited, record("kid-u1", 0xa1, std::nullopt));
+    const ManagedKey limited = token_key("tok-limited", "kid-l1");
+    here->create_token_key(limited, record("kid-l1", 0xb1, 3));
+    const std::vector<std::uint8_t> du(32, 0xa1);
+    const std::vector<std::uint8_t> dl(32, 0xb1);
+
+    REQUIRE(here->find_token(du));
+    REQUIRE(here->find_token(du)->key.name == "tok-unlimited");  // from memory now
+    SUBCASE("another connection's state change, revocation and re-digest are seen after the window") {
+        other->set_version_state("kid-u1", VersionState::suspended, 100);
+        after_window();
+        CHECK(here->find_token(du)->key.primary()->state == VersionState::suspended);
+        other->set_revoked(unlimited.id, 200);
+        after_window();
+        CHECK(here->find_token(du)->key.revoked_at == 200);
+        other->update_token_digest("kid-u1", std::vector<std::uint8_t>(32, 0xa2), 2);
+        after_window();
+        CHECK_FALSE(here->find_token(du));
+        CHECK(here->find_token(std::vector<std::uint8_t>(32, 0xa2))->token.pepper_version == 2);
+    }
+    SUBCASE("this connection's changes are seen by the very next call") {
+        here->set_version_state("kid-u1", VersionState::compromised, 100);
+        CHECK(here->find_token(du)->key.primary()->state == VersionState::compromised);
+        here->set_revoked(unlimited.id, 300);
+        CHECK(here->find_token(du)->key.revoked_at == 300);
+    }
+    SUBCASE("a limited token is read each time: its credits are never answered from memory") {
+        CHECK(here->find_token(dl)->token.remaining(0) == 3);
+        REQUIRE(other->consume_token_use("kid-l1", 10));
+        CHECK(here->find_token(dl)->token.remaining(10) == 2);  // no wait: not cached
+        REQUIRE(here->consume_token_use("kid-l1", 11));
+        CHECK(here->find_token(dl)->token.remaining(11) == 1);
+    }
+    SUBCASE("counting uses does not empty the cache, and the counts stay right in the store") {
+        const TokenUsage use{"kid-u1", 5, 1700000500};
+        other->add_token_uses(std::span<const TokenUsage>(&use, 1));
+        after_window();
+        CHECK(here->find_token(du));
+        CHECK(here->token_record("kid-u1")->uses == 5);
+    }
+    CHECK_FALSE(here->find_token(std::vector<std::uint8_t>(32, 0xee)));
+}

@@ -87,6 +87,12 @@ void Log::recover_spools() {
 void Log::ingest_loop() {
     std::unique_lock lock(mutex_);
     for (;;) {
+        // Asleep while there is nothing to store (an idle daemon does not
+        // wake every interval); then the first event waits at most one
+        // interval for company, so a batch stays small and short.
+        ingest_wake_.wait(lock, [this] {
+            return stopping_ || flush_requested_ || retry_ || !pending_.records.empty() || pending_.force_checkpoint;
+        });
         ingest_wake_.wait_for(lock, options_.ingest_interval, [this] {
             return stopping_ || flush_requested_ || pending_.records.size() >= options_.max_batch;
         });
@@ -206,7 +212,8 @@ Log::Ticket Log::submit(Record record) {
         pending_.times.push_back(now);
         pending_.spool_end = end;
         ++submitted_;
-        if (pending_.records.size() >= options_.max_batch) ingest_wake_.notify_one();
+        const std::size_t n = pending_.records.size();
+        if (n == 1 || n >= options_.max_batch) ingest_wake_.notify_one();
         return Ticket{};  // durable now: wait() has nothing to wait for
     }
     std::lock_guard lock(mutex_);

@@ -128,6 +128,11 @@ public:
         ManagedKey key;
         TokenRecord token;
     };
+    /// The token with this digest and its key. For a token without max_uses
+    /// the answer may come from memory: its `uses` and `last_used_at` can
+    /// then be behind (read them with token_record). Changes made through
+    /// this store are seen at once; a change committed by another process
+    /// may take up to 1 ms to be seen (SQLite store).
     [[nodiscard]] virtual std::optional<TokenMatch> find_token(std::span<const std::uint8_t> digest) = 0;
     [[nodiscard]] virtual std::optional<TokenRecord> token_record(std::string_view kid) = 0;
     /// Counts one use unless max_uses is reached; false means exhausted. Atomic.

@@ -170,6 +170,19 @@ CREATE TRIGGER versions_generation_update AFTER UPDATE ON key_versions BEGIN
 CREATE TRIGGER versions_generation_delete AFTER DELETE ON key_versions BEGIN
     UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'keys_generation'; END;
 )sql"},
+    Migration{7, R"sql(
+-- Tokens join the keys generation, so find_token may answer from memory too.
+-- Counting a use (uses, last_used_at, period_start) does not bump it: a
+-- cached answer is only ever kept for a token without max_uses, whose count
+-- nobody reads from that answer.
+CREATE TRIGGER tokens_generation_insert AFTER INSERT ON api_tokens BEGIN
+    UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'keys_generation'; END;
+CREATE TRIGGER tokens_generation_update
+    AFTER UPDATE OF kid, digest, pepper_version, prefix, display, max_uses, refill_seconds ON api_tokens BEGIN
+    UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'keys_generation'; END;
+CREATE TRIGGER tokens_generation_delete AFTER DELETE ON api_tokens BEGIN
+    UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'keys_generation'; END;
+)sql"},
 };
 
 int current_version(Database& db) {

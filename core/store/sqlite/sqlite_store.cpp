@@ -145,6 +145,17 @@ TokenRecord read_token(const Statement& s) {
 
 std::optional<Store::TokenMatch> SqliteStore::find_token(std::span<const std::uint8_t> digest) {
     std::lock_guard lock(mutex_);
+    // Reading the generation is a read transaction (about 5 us, a good part
+    // of a verification): it is skipped for a while after the last read,
+    // unless this connection has written since. Another process's change is
+    // therefore seen within kTokenFresh; this process's at once.
+    constexpr auto kTokenFresh = std::chrono::milliseconds(1);
+    const bool fresh = !keys_generation_.empty() &&
+                       std::chrono::steady_clock::now() - generation_read_at_ < kTokenFresh &&
+                       sqlite3_total_changes64(db_.get()) == changes_at_read_;
+    const std::string generation = fresh ? keys_generation_ : sync_generation_locked();
+    std::string digest_key(reinterpret_cast<const char*>(digest.data()), digest.size());
+    if (auto it = tokens_.find(digest_key); it != tokens_.end()) return it->second;
     static const std::string by_digest = std::string(kTokenColumns) + " WHERE digest = ?1";
     static const std::string key_of_kid =
         std::string(kKeyColumns) + " WHERE id = (SELECT key_id FROM key_versions WHERE kid = ?1)";
@@ -157,7 +168,13 @@ std::optional<Store::TokenMatch> SqliteStore::find_token(std::span<const std::ui
     if (!k->step()) return std::nullopt;
     ManagedKey key = read_key(*k);
     load_versions(key);
-    return TokenMatch{std::move(key), std::move(t)};
+    TokenMatch match{std::move(key), std::move(t)};
+    if (!generation.empty() && !match.token.max_uses) {
+        constexpr std::size_t kMaxCached = 65536;  // a bound, not an LRU: a full map starts over
+        if (tokens_.size() >= kMaxCached) tokens_.clear();
+        tokens_.emplace(std::move(digest_key), match);
+    }
+    return match;
 }
 
 std::optional<TokenRecord> SqliteStore::token_record(std::string_view kid) {
@@ -294,19 +311,26 @@ std::string SqliteStore::keys_generation_locked() {
     return g->step() ? g->text(0) : std::string();
 }
 
-std::optional<ManagedKey> SqliteStore::find_key(std::string_view name, std::uint64_t* generation_out) {
-    std::lock_guard lock(mutex_);
-    // The generation is read before the key: a change committed in between
-    // makes the next call see a newer generation and read again, never
-    // keeps an old key under a new generation.
-    const std::string generation = keys_generation_locked();
-    if (generation_out != nullptr) *generation_out = generation.empty() ? 0 : std::stoull(generation);
+std::string SqliteStore::sync_generation_locked() {
+    // The generation is read before the row it vouches for: a change
+    // committed in between makes the next call see a newer generation and
+    // read again, never keeps an old row under a new generation.
+    generation_read_at_ = std::chrono::steady_clock::now();
+    changes_at_read_ = sqlite3_total_changes64(db_.get());
+    std::string generation = keys_generation_locked();
     if (generation.empty() || generation != keys_generation_) {
         keys_.clear();
+        tokens_.clear();
         keys_generation_ = generation;
-    } else if (auto it = keys_.find(std::string(name)); it != keys_.end()) {
-        return it->second;
     }
+    return generation;
+}
+
+std::optional<ManagedKey> SqliteStore::find_key(std::string_view name, std::uint64_t* generation_out) {
+    std::lock_guard lock(mutex_);
+    const std::string generation = sync_generation_locked();
+    if (generation_out != nullptr) *generation_out = generation.empty() ? 0 : std::stoull(generation);
+    if (auto it = keys_.find(std::string(name)); it != keys_.end()) return it->second;
     static const std::string by_name = std::string(kKeyColumns) + " WHERE name = ?1";
     auto s = cache_.get(by_name);
     s->bind(1, name);

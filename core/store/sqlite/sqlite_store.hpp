@@ -1,6 +1,7 @@
 #pragma once
 // The embedded SQLite store: one file, WAL journal, synchronous=NORMAL
 // (commits survive a killed process; see docs/architecture.md for power loss).
+#include <chrono>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -61,16 +62,26 @@ private:
     void load_versions(ManagedKey& key);
     ManagedKey read_key(const Statement& s);
     std::string keys_generation_locked();
+    /// Reads the generation and forgets every cached answer if it moved.
+    /// Returns it ("" when the store keeps none: cache nothing).
+    std::string sync_generation_locked();
 
     std::mutex mutex_;  // one connection; SQLite serialises writers anyway
     Database db_;
     StatementCache cache_;  // hot statements, prepared once (guarded by mutex_)
     int schema_version_ = 0;
-    // find_key's answers, valid while meta.keys_generation (bumped by
-    // triggers on any change to keys or versions, by any process) is
-    // `keys_generation_`. Guarded by mutex_.
+    // find_key's and find_token's answers, valid while meta.keys_generation
+    // (bumped by triggers on any change to keys, versions or tokens, by any
+    // process) is `keys_generation_`. find_token keeps only tokens without
+    // max_uses (a limited token's credits must be read each time), keyed by
+    // digest. Guarded by mutex_.
     std::unordered_map<std::string, ManagedKey> keys_;
+    std::unordered_map<std::string, TokenMatch> tokens_;
     std::string keys_generation_;
+    // When keys_generation_ was last read, and this connection's change
+    // count then (find_token's freshness window).
+    std::chrono::steady_clock::time_point generation_read_at_;
+    sqlite3_int64 changes_at_read_ = 0;
 };
 
 }  // namespace kw::core::sqlite
