@@ -105,13 +105,15 @@ void apply_file(Config& c, const std::string& file) {
     }
     if (const auto* t = section("server")) {
         reject_unknown(file, *t, "server",
-                       {"listen", "unix_socket", "local_socket", "local_max_connections", "usage_flush_ms"});
+                       {"listen", "unix_socket", "local_socket", "local_max_connections", "usage_flush_ms", "spin_us"});
         read(file, *t, "listen", c.listen);
         read(file, *t, "unix_socket", c.unix_socket);
         read(file, *t, "local_socket", c.local_socket);
         read(file, *t, "local_max_connections", c.local_max_connections);
         read(file, *t, "usage_flush_ms", c.usage_flush_ms);
         if (c.usage_flush_ms < 1) bad(file, *t->get("usage_flush_ms"), "server.usage_flush_ms must be at least 1");
+        read(file, *t, "spin_us", c.spin_us);
+        if (c.spin_us < 0 || c.spin_us > 10000) bad(file, *t->get("spin_us"), "server.spin_us must be 0 to 10000");
     }
     if (const auto* t = section("limits")) {
         reject_unknown(file, *t, "limits",

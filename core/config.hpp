@@ -40,7 +40,7 @@ struct Config {
     std::string durability = "process";  // or "power"
     // keywardend: spool events and store them every this many ms (0: no
     // spool, each request waits for its own commit). "process" only.
-    std::int64_t ingest_ms = 10;
+    std::int64_t ingest_ms = 2;
 
     // [server]
     std::string listen = "127.0.0.1:8443";
@@ -52,6 +52,10 @@ struct Config {
     // Use counts of unlimited API tokens are written in one batch this often;
     // a kill -9 loses at most this much of them (docs/operations.md).
     std::int64_t usage_flush_ms = 1000;
+    // HTTP workers look for work this long (yielding the CPU in between)
+    // before they sleep: a sleeping thread costs a wake-up per request at
+    // moderate load. 0: sleep at once.
+    std::int64_t spin_us = 50;
 
     // [alerts]
     // [limits]: default GCRA rate limits (a request costs 1 unless it says

@@ -7,6 +7,7 @@
 #include <utility>  // Boost 1.74 asio uses std::exchange without including <utility>
 #include <boost/asio.hpp>
 // clang-format on
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
@@ -23,6 +24,9 @@ struct HttpOptions {
     std::size_t body_limit = 1 << 20;  // bytes
     std::size_t header_limit = std::size_t{16} * 1024;
     int request_timeout_s = 10;
+    // How long an idle worker polls for work (yielding between polls)
+    // before it blocks; zero blocks at once. See HttpServer::work().
+    std::chrono::microseconds spin{50};
 };
 
 class HttpServer {
@@ -37,6 +41,8 @@ public:
     [[nodiscard]] std::size_t in_flight() const noexcept;
 
 private:
+    void work();
+
     App& app_;
     HttpOptions options_;
     boost::asio::io_context io_;

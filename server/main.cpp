@@ -158,6 +158,7 @@ int run(int argc, char** argv) {
     ho.listen = config.listen;
     ho.unix_socket = config.unix_socket;
     ho.threads = vm["threads"].as<std::size_t>();
+    ho.spin = std::chrono::microseconds(config.spin_us);
     // More workers than CPUs only adds thread hand-offs, which cost more than
     // the work of a verification here (docs/performance.md).
     if (ho.threads == 0) ho.threads = std::max<std::size_t>(2, std::thread::hardware_concurrency());

@@ -9,6 +9,7 @@
 set -euo pipefail
 
 K=${1:?usage: cli_test.sh /path/to/hsm-keytool}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [ -x "$K" ] || { echo "FAIL: $K is not executable" >&2; exit 1; }
 : "${KW_TEST_DIR:?run through tests/with-token.sh}"
 cd "$KW_TEST_DIR"
@@ -186,6 +187,15 @@ expect 10 "server.usage_flush_ms = 0" "$K" --config bad-flush.toml list
 stderr_has "usage_flush_ms must be at least 1"
 printf '[server]\nusage_flush_ms = 250\n' > flush.toml
 must "server.usage_flush_ms = 250 is accepted" "$K" --config flush.toml list
+printf '[server]\nspin_us = -1\n' > bad-spin.toml
+expect 10 "server.spin_us = -1" "$K" --config bad-spin.toml list
+stderr_has "bad-spin.toml:2: spin_us must be a non-negative integer"
+printf '[server]\nspin_us = 20000\n' > bad-spin.toml
+expect 10 "server.spin_us = 20000" "$K" --config bad-spin.toml list
+stderr_has "spin_us must be 0 to 10000"
+printf '[server]\nspin_us = 0\n[audit]\ningest_ms = 2\n' > spin.toml
+must "server.spin_us = 0 is accepted" "$K" --config spin.toml list
+must "the example configuration is accepted as it stands" "$K" --config "$ROOT/keywarden.toml.example" list
 
 # --- store locked by another process ---------------------------------------------
 printf '[store]\nbusy_timeout_ms = 200\n' > lock.toml

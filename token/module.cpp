@@ -1,13 +1,33 @@
 #include "token/module.hpp"
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 
 #include "token/error.hpp"
 
 namespace kw::token {
+namespace {
+
+// How many forks this process descends from. forked() runs on every session
+// lease, and getpid() is a system call: a counter bumped in the child by a
+// pthread_atfork handler answers the same question from memory. Process-wide
+// by nature (atfork handlers take no context); registered once.
+std::atomic<std::uint64_t> g_forks{0};
+
+std::uint64_t fork_generation() {
+    static const bool registered = [] {
+        pthread_atfork(nullptr, nullptr, [] { g_forks.fetch_add(1, std::memory_order_relaxed); });
+        return true;
+    }();
+    (void)registered;
+    return g_forks.load(std::memory_order_relaxed);
+}
+
+}  // namespace
 
 Module::Module(const std::string& path) : path_(path) {
     // RTLD_LOCAL keeps the module's symbols (and the OpenSSL it links) from
@@ -42,7 +62,7 @@ void Module::initialize() {
     CK_RV rv = fn_->C_Initialize(&args);
     if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) throw Pkcs11Error("C_Initialize", rv);
     owns_init_ = owns_init_ || rv == CKR_OK;
-    pid_ = getpid();
+    forks_ = fork_generation();
 }
 
 Module::~Module() {
@@ -53,7 +73,7 @@ Module::~Module() {
 }
 
 bool Module::forked() const noexcept {
-    return pid_ != getpid();
+    return forks_ != fork_generation();
 }
 
 void Module::reinitialize() {

@@ -11,6 +11,7 @@
 // session, login and cached handle is rebuilt.
 #include <sys/types.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -41,7 +42,7 @@ private:
     std::string path_;
     void* dl_ = nullptr;
     CK_FUNCTION_LIST* fn_ = nullptr;
-    pid_t pid_ = 0;
+    std::uint64_t forks_ = 0;  // the process's fork count when initialised
     // Only the Module whose C_Initialize succeeded calls C_Finalize: a second
     // Module on the same library (CKR_CRYPTOKI_ALREADY_INITIALIZED) must not
     // tear down the first one's state.

@@ -59,7 +59,7 @@ struct LogOptions {
     /// With spool_store_path: spool this log's own events (see above). Not
     /// for durability "power": the spool is not fsync'd.
     bool spool = false;
-    std::chrono::milliseconds ingest_interval{10};
+    std::chrono::milliseconds ingest_interval{2};
     /// A spool this large is replaced by a fresh one (and deleted once its
     /// last events are stored), so spools do not grow without bound.
     std::uint64_t spool_rotate_bytes = std::uint64_t{64} << 20;
