@@ -59,26 +59,36 @@ class Session : public std::enable_shared_from_this<Session<Socket>> {
 public:
     Session(Socket socket, App& app, const HttpOptions& options, std::string peer,
             std::shared_ptr<std::atomic<std::size_t>> in_flight)
-        : stream_(std::move(socket)),
+        : socket_(std::move(socket)),
+          deadline_(socket_.native_handle()),
           app_(app),
           options_(options),
           peer_(std::move(peer)),
           in_flight_(std::move(in_flight)) {}
 
-    void run() { read(); }
+    void run(DeadlineSweeper& sweeper) {
+        // The sweeper's handle shares this session's ownership, so the
+        // socket outlives any sweep that holds it.
+        sweeper.watch(std::shared_ptr<Deadline>(this->shared_from_this(), &deadline_));
+        read();
+    }
 
 private:
     void read() {
         parser_.emplace();
         parser_->body_limit(options_.body_limit);
         parser_->header_limit(static_cast<std::uint32_t>(options_.header_limit));
-        stream_.expires_after(std::chrono::seconds(options_.request_timeout_s));
-        http::async_read(stream_, buffer_, *parser_,
+        deadline_.arm(std::chrono::seconds(options_.request_timeout_s));
+        http::async_read(socket_, buffer_, *parser_,
                          [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
     }
 
     void on_read(beast::error_code ec) {
-        if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::operation_aborted) {
+        // Cut at its deadline (slowloris headers, a stalled body): nothing
+        // is answered on a connection that is already shut down.
+        if (deadline_.was_cut()) return close();
+        if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted ||
+            ec == asio::error::connection_reset) {
             return close();
         }
         if (ec) {
@@ -120,8 +130,8 @@ private:
         res->keep_alive(keep_alive_);
         res->body() = resp.body;
         res->prepare_payload();
-        stream_.expires_after(std::chrono::seconds(options_.request_timeout_s));
-        http::async_write(stream_, *res,
+        deadline_.arm(std::chrono::seconds(options_.request_timeout_s));
+        http::async_write(socket_, *res,
                           [self = this->shared_from_this(), res, counted](beast::error_code ec, std::size_t) {
                               if (counted) --*self->in_flight_;
                               if (ec || !self->keep_alive_) return self->close();
@@ -131,10 +141,11 @@ private:
 
     void close() {
         beast::error_code ec;
-        beast::get_lowest_layer(stream_).socket().shutdown(Socket::shutdown_send, ec);
+        socket_.shutdown(Socket::shutdown_send, ec);
     }
 
-    beast::basic_stream<typename Socket::protocol_type> stream_;
+    Socket socket_;
+    Deadline deadline_;
     beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::string_body>> parser_;
     App& app_;
@@ -145,9 +156,9 @@ private:
 };
 
 template <typename Acceptor, typename Socket>
-void accept_loop(Acceptor& acceptor, App& app, const HttpOptions& options,
+void accept_loop(Acceptor& acceptor, App& app, const HttpOptions& options, DeadlineSweeper& sweeper,
                  std::shared_ptr<std::atomic<std::size_t>> in_flight, const char* kind) {
-    acceptor.async_accept([&acceptor, &app, &options, in_flight, kind](beast::error_code ec, Socket socket) {
+    acceptor.async_accept([&acceptor, &app, &options, &sweeper, in_flight, kind](beast::error_code ec, Socket socket) {
         if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
         if (!ec) {
             std::string peer = kind;
@@ -156,9 +167,9 @@ void accept_loop(Acceptor& acceptor, App& app, const HttpOptions& options,
                 auto ep = socket.remote_endpoint(pe);
                 if (!pe) peer = "tcp:" + ep.address().to_string();
             }
-            std::make_shared<Session<Socket>>(std::move(socket), app, options, peer, in_flight)->run();
+            std::make_shared<Session<Socket>>(std::move(socket), app, options, peer, in_flight)->run(sweeper);
         }
-        accept_loop<Acceptor, Socket>(acceptor, app, options, in_flight, kind);
+        accept_loop<Acceptor, Socket>(acceptor, app, options, sweeper, in_flight, kind);
     });
 }
 
@@ -188,7 +199,7 @@ void HttpServer::start() {
         tcp_->bind(ep);
         tcp_->listen();
         tcp_port_ = tcp_->local_endpoint().port();
-        accept_loop<asio::ip::tcp::acceptor, asio::ip::tcp::socket>(*tcp_, app_, options_, in_flight_, "tcp");
+        accept_loop<asio::ip::tcp::acceptor, asio::ip::tcp::socket>(*tcp_, app_, options_, sweeper_, in_flight_, "tcp");
     }
     if (!options_.unix_socket.empty()) {
         std::filesystem::remove(options_.unix_socket);
@@ -198,8 +209,9 @@ void HttpServer::start() {
             io_, asio::local::stream_protocol::endpoint(options_.unix_socket));
         ::umask(old);
         accept_loop<asio::local::stream_protocol::acceptor, asio::local::stream_protocol::socket>(
-            *unix_, app_, options_, in_flight_, "unix");
+            *unix_, app_, options_, sweeper_, in_flight_, "unix");
     }
+    sweeper_.start();
     for (std::size_t i = 0; i < std::max<std::size_t>(1, options_.threads); ++i) {
         threads_.emplace_back([this] { work(); });
     }

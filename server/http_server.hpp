@@ -2,7 +2,8 @@
 // HTTP/1.1 on Boost.Beast: one listener on TCP, one on a unix socket, a fixed
 // pool of threads running one io_context. Keep-alive; limits on header and
 // body size; a deadline per request (slow clients, slowloris-style headers,
-// are cut off). stop() stops accepting and lets in-flight requests finish.
+// are cut off within request_timeout_s + 0.25 s: server/deadlines.hpp).
+// stop() stops accepting and lets in-flight requests finish.
 // clang-format off
 #include <utility>  // Boost 1.74 asio uses std::exchange without including <utility>
 #include <boost/asio.hpp>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "server/app.hpp"
+#include "server/deadlines.hpp"
 
 namespace kw::server {
 
@@ -46,6 +48,7 @@ private:
     App& app_;
     HttpOptions options_;
     boost::asio::io_context io_;
+    DeadlineSweeper sweeper_{io_};
     std::unique_ptr<boost::asio::ip::tcp::acceptor> tcp_;
     std::unique_ptr<boost::asio::local::stream_protocol::acceptor> unix_;
     std::vector<std::thread> threads_;

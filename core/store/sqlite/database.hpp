@@ -4,6 +4,7 @@
 // other failure Error(store_failure) with SQLite's message.
 #include <sqlite3.h>
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -17,7 +18,10 @@ namespace kw::core::sqlite {
 
 class Database {
 public:
-    /// Opens (creating with mode 0600) the database file at `path`.
+    /// Opens (creating with mode 0600) the database file at `path`. A lock
+    /// held by another connection is waited for up to `busy_timeout_ms`
+    /// (tries 50 us apart at first, backing off to 1 ms), then the call
+    /// fails with Error(store_locked).
     Database(const std::string& path, int busy_timeout_ms);
     ~Database();
     Database(const Database&) = delete;
@@ -28,8 +32,12 @@ public:
     [[nodiscard]] const std::string& path() const noexcept { return path_; }
 
 private:
+    static int on_busy(void* self, int count);
+
     sqlite3* db_ = nullptr;
     std::string path_;
+    std::chrono::milliseconds busy_timeout_{0};
+    std::chrono::steady_clock::time_point busy_since_;  // of the wait in progress
 };
 
 class Statement {

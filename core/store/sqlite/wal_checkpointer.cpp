@@ -1,5 +1,8 @@
 #include "core/store/sqlite/wal_checkpointer.hpp"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include "core/store/sqlite/database.hpp"
 
 namespace kw::core::sqlite {
@@ -24,6 +27,12 @@ std::uint64_t WalCheckpointer::failures() const {
 }
 
 void WalCheckpointer::run() {
+    // Below the request threads: a checkpoint copies a few megabytes of
+    // pages in one go, and at normal priority it took a core for
+    // milliseconds every interval, a burst of slow requests each time
+    // (docs/performance.md). It needs little CPU and is never waited on;
+    // at nice 10 it still gets about a tenth of a busy core.
+    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
     std::unique_ptr<Database> db;
     bool stop = false;
     while (!stop) {
