@@ -7,6 +7,8 @@
 #include <chrono>
 #include <filesystem>
 
+#include "server/response_writer.hpp"
+
 namespace kw::server {
 namespace {
 
@@ -123,16 +125,10 @@ private:
     }
 
     void write(const Response& resp, unsigned version, bool counted = false) {
-        auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(resp.status), version);
-        res->set(http::field::server, "keywardend");
-        res->set(http::field::content_type, resp.content_type);
-        for (const auto& [k, v] : resp.headers) res->set(k, v);
-        res->keep_alive(keep_alive_);
-        res->body() = resp.body;
-        res->prepare_payload();
+        serialize_response(resp, version, keep_alive_, out_);  // out_ lives until the write completes
         deadline_.arm(std::chrono::seconds(options_.request_timeout_s));
-        http::async_write(socket_, *res,
-                          [self = this->shared_from_this(), res, counted](beast::error_code ec, std::size_t) {
+        asio::async_write(socket_, asio::buffer(out_),
+                          [self = this->shared_from_this(), counted](beast::error_code ec, std::size_t) {
                               if (counted) --*self->in_flight_;
                               if (ec || !self->keep_alive_) return self->close();
                               self->read();
@@ -148,6 +144,7 @@ private:
     Deadline deadline_;
     beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::string_body>> parser_;
+    std::string out_;  // the response being written
     App& app_;
     const HttpOptions& options_;
     std::string peer_;

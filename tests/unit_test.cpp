@@ -12,6 +12,7 @@
 #include "core/handle_cache.hpp"
 #include "core/ratelimit/denial_sampler.hpp"
 #include "core/types.hpp"
+#include "server/response_writer.hpp"
 
 using namespace kw::core;
 
@@ -200,4 +201,32 @@ TEST_CASE("rate-limit denials: the first N per window audited, then one in M, su
     // A failed audit write puts the denial and what it carried back as pending.
     d.unreport("k", r);
     CHECK(d.pending("k") == 91);
+}
+
+TEST_CASE("serialize_response: status line, headers, length, keep-alive per HTTP version, no header splitting") {
+    using kw::server::Response;
+    std::string out;
+    Response ok{200, "application/json", "{\"a\":1}\n", {{"RateLimit-Limit", "5"}}};
+    kw::server::serialize_response(ok, 11, true, out);
+    CHECK(out ==
+          "HTTP/1.1 200 OK\r\nServer: keywardend\r\nContent-Type: application/json\r\nRateLimit-Limit: 5\r\n"
+          "Content-Length: 8\r\n\r\n{\"a\":1}\n");
+    kw::server::serialize_response(ok, 11, false, out);
+    CHECK(out.find("\r\nConnection: close\r\n") != std::string::npos);
+    kw::server::serialize_response(ok, 10, true, out);
+    CHECK(out.rfind("HTTP/1.0 200 OK\r\n", 0) == 0);
+    CHECK(out.find("\r\nConnection: keep-alive\r\n") != std::string::npos);
+    kw::server::serialize_response(ok, 10, false, out);
+    CHECK(out.find("Connection:") == std::string::npos);  // 1.0 closes by default
+
+    Response nasty{429, "application/json", "x", {}};
+    nasty.headers["X-Evil"] = std::string("a\r\nSet-Cookie: stolen=1\nb") + '\0' + "c";
+    kw::server::serialize_response(nasty, 11, true, out);
+    CHECK(out.rfind("HTTP/1.1 429 Too Many Requests\r\n", 0) == 0);
+    CHECK(out.find("\r\nX-Evil: a  Set-Cookie: stolen=1 b c\r\n") != std::string::npos);
+    CHECK(out.find("\r\nSet-Cookie") == std::string::npos);
+
+    Response empty{204, "application/json", "ignored", {}};
+    kw::server::serialize_response(empty, 11, true, out);
+    CHECK(out == "HTTP/1.1 204 No Content\r\nServer: keywardend\r\nContent-Type: application/json\r\n\r\n");
 }
