@@ -132,8 +132,9 @@ public:
     /// the answer may come from memory: its `uses` and `last_used_at` can
     /// then be behind (read them with token_record). Changes made through
     /// this store are seen at once; a change committed by another process
-    /// may take up to 1 ms to be seen (SQLite store).
-    [[nodiscard]] virtual std::optional<TokenMatch> find_token(std::span<const std::uint8_t> digest) = 0;
+    /// may take up to 1 ms to be seen (SQLite store). Null if no token has
+    /// this digest. The answer is shared and immutable (no copy per call).
+    [[nodiscard]] virtual std::shared_ptr<const TokenMatch> find_token(std::span<const std::uint8_t> digest) = 0;
     [[nodiscard]] virtual std::optional<TokenRecord> token_record(std::string_view kid) = 0;
     /// Counts one use unless max_uses is reached; false means exhausted. Atomic.
     [[nodiscard]] virtual bool consume_token_use(std::string_view kid, UnixTime at) = 0;

@@ -193,7 +193,7 @@ Verification TokenService::verify(std::string_view token, std::optional<std::str
         return out;
     }
     const auto& peppers = keys_.roots().peppers;
-    std::optional<Store::TokenMatch> match;
+    std::shared_ptr<const Store::TokenMatch> match;
     int found_pepper = 0;
     std::vector<std::uint8_t> current_digest;
     // Newest pepper first; older ones only for tokens not yet re-digested.

@@ -143,7 +143,7 @@ TokenRecord read_token(const Statement& s) {
 }
 }  // namespace
 
-std::optional<Store::TokenMatch> SqliteStore::find_token(std::span<const std::uint8_t> digest) {
+std::shared_ptr<const Store::TokenMatch> SqliteStore::find_token(std::span<const std::uint8_t> digest) {
     std::lock_guard lock(mutex_);
     // Reading the generation is a read transaction (about 5 us, a good part
     // of a verification): it is skipped for a while after the last read,
@@ -161,15 +161,15 @@ std::optional<Store::TokenMatch> SqliteStore::find_token(std::span<const std::ui
         std::string(kKeyColumns) + " WHERE id = (SELECT key_id FROM key_versions WHERE kid = ?1)";
     auto s = cache_.get(by_digest);
     s->bind(1, digest);
-    if (!s->step()) return std::nullopt;
+    if (!s->step()) return nullptr;
     TokenRecord t = read_token(*s);
     auto k = cache_.get(key_of_kid);
     k->bind(1, t.kid);
-    if (!k->step()) return std::nullopt;
+    if (!k->step()) return nullptr;
     ManagedKey key = read_key(*k);
     load_versions(key);
-    TokenMatch match{std::move(key), std::move(t)};
-    if (!generation.empty() && !match.token.max_uses) {
+    auto match = std::make_shared<const TokenMatch>(TokenMatch{std::move(key), std::move(t)});
+    if (!generation.empty() && !match->token.max_uses) {
         constexpr std::size_t kMaxCached = 65536;  // a bound, not an LRU: a full map starts over
         if (tokens_.size() >= kMaxCached) tokens_.clear();
         tokens_.emplace(std::move(digest_key), match);

@@ -29,7 +29,7 @@ public:
     void clear_key_material(std::string_view kid) override;
     void create_token_key(const ManagedKey& key, const TokenRecord& token) override;
     void add_token_version(std::string_view key_id, const KeyVersion& version, const TokenRecord& token) override;
-    [[nodiscard]] std::optional<TokenMatch> find_token(std::span<const std::uint8_t> digest) override;
+    [[nodiscard]] std::shared_ptr<const TokenMatch> find_token(std::span<const std::uint8_t> digest) override;
     [[nodiscard]] std::optional<TokenRecord> token_record(std::string_view kid) override;
     [[nodiscard]] bool consume_token_use(std::string_view kid, UnixTime at) override;
     void add_token_uses(std::span<const TokenUsage> batch) override;
@@ -76,7 +76,7 @@ private:
     // max_uses (a limited token's credits must be read each time), keyed by
     // digest. Guarded by mutex_.
     std::unordered_map<std::string, ManagedKey> keys_;
-    std::unordered_map<std::string, TokenMatch> tokens_;
+    std::unordered_map<std::string, std::shared_ptr<const TokenMatch>> tokens_;
     std::string keys_generation_;
     // When keys_generation_ was last read, and this connection's change
     // count then (find_token's freshness window).
