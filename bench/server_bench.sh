@@ -16,7 +16,7 @@
 # directory; the system token is never touched.
 #
 # Knobs: KW_BENCH_SERVER_SECONDS (per concurrency level, default 4),
-# KW_BENCH_SERVER_CONCURRENCY (default 1,2,4,8,16,32), KW_BENCH_SERVER_THREADS
+# KW_BENCH_SERVER_CONCURRENCY (default 1,2,4,8,16,32,64), KW_BENCH_SERVER_THREADS
 # (keywardend --threads, default nproc = its default), KW_BENCH_SERVER_PACED_CONNS
 # (connections for the fixed-rate run, default 16).
 set -euo pipefail
@@ -45,7 +45,7 @@ done
 PY=/usr/bin/python3
 
 secs=${KW_BENCH_SERVER_SECONDS:-4}
-levels=${KW_BENCH_SERVER_CONCURRENCY:-1,2,4,8,16,32}
+levels=${KW_BENCH_SERVER_CONCURRENCY:-1,2,4,8,16,32,64}
 threads=${KW_BENCH_SERVER_THREADS:-$(nproc)}
 paced_conns=${KW_BENCH_SERVER_PACED_CONNS:-16}
 hmac_secs=1.5
