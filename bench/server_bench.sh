@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # keywardend under load: POST /v1/tokens/verify with one valid API token over
-# keep-alive connections on 127.0.0.1, at concurrency 1, 2, 4, 8, 16, 32
-# (closed loop), then at fixed rates of half and a quarter of the peak (latency
+# keep-alive connections on 127.0.0.1, at concurrency 1, 2, 4, 8, 16, 32, 64
+# (closed loop; the load generator drives them all from one epoll thread, so
+# it takes little of the CPUs it shares with keywardend), then at fixed rates of half and a quarter of the peak (latency
 # from the intended send time); raw SoftHSM HMAC ops/s of the same token
 # measured before and after, and one verification in process piece by piece
 # (audit_bench verify-path), in the same run. keywardend's CPU time per request
