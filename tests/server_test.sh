@@ -101,6 +101,16 @@ ok "server_client.py builds well-formed tokens (checksum matches an issued one)"
 # ==================================================================================
 start_daemon daemon-a.log
 ok "keywardend answers /healthz on 127.0.0.1:$PORT (pid $dpid)"
+
+# An idle daemon sleeps: its threads together wake a few dozen times a
+# second (deadline sweep, WAL checkpointer, use-count flusher), not once
+# per audit ingest interval (that alone was 500 a second) or spin.
+wakeups() { cat /proc/"$dpid"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ {n += $2} END {print n}'; }
+sleep 1
+w0=$(wakeups); sleep 2; w1=$(wakeups)
+idle_rate=$(( (w1 - w0) / 2 ))
+[ "$idle_rate" -lt 150 ] || fail "idle keywardend woke $idle_rate times a second (want < 150)"
+ok "an idle keywardend sleeps: $idle_rate wake-ups a second over 2 s"
 [ -S "$SOCK" ] || fail "no unix socket at $SOCK"
 [ "$(stat -c %a "$SOCK")" = 600 ] || fail "unix socket mode is $(stat -c %a "$SOCK"), want 600"
 ok "unix socket is mode 600"
