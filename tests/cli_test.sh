@@ -182,19 +182,17 @@ expect 10 "config file with an unknown key" "$K" --config bad.toml list
 stderr_has "bad.toml:3"
 stderr_has bogus_setting
 ok "config error names file:line and the key"
-printf '[server]\nusage_flush_ms = 0\n' > bad-flush.toml
-expect 10 "server.usage_flush_ms = 0" "$K" --config bad-flush.toml list
-stderr_has "usage_flush_ms must be at least 1"
-printf '[server]\nusage_flush_ms = 250\n' > flush.toml
-must "server.usage_flush_ms = 250 is accepted" "$K" --config flush.toml list
-printf '[server]\nspin_us = -1\n' > bad-spin.toml
-expect 10 "server.spin_us = -1" "$K" --config bad-spin.toml list
-stderr_has "bad-spin.toml:2: spin_us must be a non-negative integer"
-printf '[server]\nspin_us = 20000\n' > bad-spin.toml
-expect 10 "server.spin_us = 20000" "$K" --config bad-spin.toml list
-stderr_has "spin_us must be 0 to 10000"
-printf '[server]\nspin_us = 0\n[audit]\ningest_ms = 2\n' > spin.toml
-must "server.spin_us = 0 is accepted" "$K" --config spin.toml list
+# refused_setting FILE TOML STDERR_TEXT: exit 10 (config) and the message.
+refused_setting() {
+  printf '%b' "$2" >"$1"
+  expect 10 "refused: $2" "$K" --config "$1" list
+  stderr_has "$3"
+}
+refused_setting bad-flush.toml '[server]\nusage_flush_ms = 0\n' "usage_flush_ms must be at least 1"
+refused_setting bad-spin.toml '[server]\nspin_us = -1\n' "bad-spin.toml:2: spin_us must be a non-negative integer"
+refused_setting bad-spin.toml '[server]\nspin_us = 20000\n' "spin_us must be 0 to 10000"
+printf '[server]\nusage_flush_ms = 250\nspin_us = 0\n[audit]\ningest_ms = 2\n' > accepted.toml
+must "usage_flush_ms = 250, spin_us = 0, ingest_ms = 2 are accepted" "$K" --config accepted.toml list
 must "the example configuration is accepted as it stands" "$K" --config "$ROOT/keywarden.toml.example" list
 
 # --- store locked by another process ---------------------------------------------
