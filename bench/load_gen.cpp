@@ -224,7 +224,7 @@ private:
         const std::size_t hdr_end = buf_.find("\r\n\r\n");
         if (hdr_end == std::string::npos) return 0;
         if (buf_.size() < 12 || buf_.compare(0, 5, "HTTP/") != 0) return -1;
-        status_ = std::atoi(buf_.c_str() + 9);
+        status_ = static_cast<int>(std::strtol(buf_.c_str() + 9, nullptr, 10));
         std::size_t length = 0;
         bool close_after = false;
         std::size_t pos = buf_.find("\r\n") + 2;
@@ -301,7 +301,7 @@ struct Schedule {
 
 // One event loop over its share of the connections, until the schedule ends
 // and every request in flight is answered.
-void run_loop(const Options& o, const std::string& request, std::vector<std::size_t> mine, const Schedule& sched,
+void run_loop(const Options& o, const std::string& request, const std::vector<std::size_t>& mine, const Schedule& sched,
               std::atomic<int>& ready, const std::atomic<bool>& go, LoopResult& out) {
     const int epfd = ::epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0) {
