@@ -31,6 +31,11 @@ public:
     void arm(std::chrono::seconds timeout) noexcept {
         at_.store((Clock::now() + timeout).time_since_epoch().count(), std::memory_order_relaxed);
     }
+    /// No deadline while the connection is not waiting on its peer (its
+    /// request is being handled, however long that takes).
+    void disarm() noexcept {
+        at_.store(Clock::time_point::max().time_since_epoch().count(), std::memory_order_relaxed);
+    }
     /// Called by the sweep: shuts the connection down if it is late.
     void cut_if_late(Clock::time_point now) noexcept;
     /// True once the sweep has shut the connection down.

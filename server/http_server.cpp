@@ -86,6 +86,7 @@ private:
     }
 
     void on_read(beast::error_code ec) {
+        deadline_.disarm();  // handling takes what it takes; the peer is not waited on
         // Cut at its deadline (slowloris headers, a stalled body): nothing
         // is answered on a connection that is already shut down.
         if (deadline_.was_cut()) return close();
@@ -219,9 +220,10 @@ void HttpServer::work() {
     // futex or epoll wake-up, tens of microseconds on a busy VM) for the
     // next request; at moderate load that is most requests, and the wake-ups
     // make the latency tail. Polling a little longer first, yielding the CPU
-    // between polls so the threads with work run first, cut p99 at half the
-    // peak by about a third here (docs/performance.md). Under full load
-    // there is always work and nothing spins.
+    // between polls so the threads with work run first, cut p50 at 16,900
+    // requests/s from about 180 to 145 us here, and the tail a little
+    // (docs/performance.md). Under full load there is always work and
+    // nothing spins.
     if (options_.spin.count() <= 0) {
         io_.run();
         return;
