@@ -1,17 +1,21 @@
 #include "server/request.hpp"
 
+#include <algorithm>
+
 namespace kw::server {
 
-nlohmann::json parse_body(const Request& r, const std::set<std::string>& allowed) {
+nlohmann::json parse_body(const Request& r, std::initializer_list<std::string_view> allowed) {
     if (r.body.empty()) {
-        if (allowed.empty()) return nlohmann::json::object();
+        if (allowed.size() == 0) return nlohmann::json::object();
         throw ApiError(400, "EMPTY_BODY", "this endpoint wants a JSON object body");
     }
     nlohmann::json j = nlohmann::json::parse(r.body, nullptr, false);
     if (j.is_discarded()) throw ApiError(400, "BAD_JSON", "the body is not valid JSON");
     if (!j.is_object()) throw ApiError(400, "BAD_TYPE", "the body must be a JSON object");
     for (const auto& [k, v] : j.items()) {
-        if (!allowed.contains(k)) throw ApiError(400, "UNKNOWN_FIELD", "unknown field '" + k + "'");
+        if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
+            throw ApiError(400, "UNKNOWN_FIELD", "unknown field '" + k + "'");
+        }
     }
     return j;
 }

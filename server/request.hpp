@@ -1,11 +1,13 @@
 #pragma once
 // The parts of an HTTP request and response handlers see, independent of
 // Beast, plus strict JSON body access.
+#include <initializer_list>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include "server/api_error.hpp"
 
@@ -31,8 +33,9 @@ struct Response {
     }
 };
 
-/// Parses a JSON object body and rejects fields outside `allowed`.
-nlohmann::json parse_body(const Request& r, const std::set<std::string>& allowed);
+/// Parses a JSON object body and rejects fields outside `allowed` (a
+/// short list, searched in order: no set is built per request).
+nlohmann::json parse_body(const Request& r, std::initializer_list<std::string_view> allowed);
 
 /// Typed field access with 400 BAD_TYPE / MISSING_FIELD errors.
 std::string require_string(const nlohmann::json& j, const char* field);
