@@ -2,8 +2,6 @@
 
 #include <sys/socket.h>
 
-#include <algorithm>
-
 namespace kw::server {
 
 void Deadline::cut_if_late(Clock::time_point now) noexcept {

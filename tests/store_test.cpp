@@ -549,7 +549,7 @@ TEST_CASE("find_token keeps unlimited tokens in memory: this connection's change
         REQUIRE(here->consume_token_use("kid-l1", 11));
         CHECK(here->find_token(dl)->token.remaining(11) == 1);
     }
-    SUBCASE("counting uses does not empty the cache, and the counts stay right in the store") {
+    SUBCASE("uses counted by another connection reach the store, and the token is still found") {
         const TokenUsage use{"kid-u1", 5, 1700000500};
         other->add_token_uses(std::span<const TokenUsage>(&use, 1));
         after_window();

@@ -54,9 +54,8 @@ int Database::on_busy(void* self, int count) {
     // between tries. The usual holder of the write lock here is another of
     // keywardend's own writers (the audit ingester's commit, well under a
     // millisecond), and whatever waits on this connection (every request
-    // behind the store's mutex) would wait out the whole sleep: a 3 ms stall
-    // once a second was the largest part of keywardend's latency tail.
-    // Tries start 50 us apart and back off to 1 ms.
+    // behind the store's mutex) would wait out the whole sleep. Tries start
+    // 50 us apart and back off to 1 ms.
     auto* db = static_cast<Database*>(self);
     const auto now = std::chrono::steady_clock::now();
     if (count == 0) db->busy_since_ = now;

@@ -58,7 +58,6 @@ private:
     void insert_version(std::string_view key_id, const KeyVersion& v);
     void insert_key_row(const ManagedKey& key);
     void insert_token(const TokenRecord& t);
-    std::optional<ManagedKey> find_key_locked(std::string_view column, std::string_view value);
     void load_versions(ManagedKey& key);
     ManagedKey read_key(const Statement& s);
     std::string keys_generation_locked();

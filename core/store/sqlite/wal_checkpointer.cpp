@@ -27,11 +27,10 @@ std::uint64_t WalCheckpointer::failures() const {
 }
 
 void WalCheckpointer::run() {
-    // Below the request threads: a checkpoint copies a few megabytes of
-    // pages in one go, and at normal priority it took a core for
-    // milliseconds every interval, a burst of slow requests each time
-    // (docs/performance.md). It needs little CPU and is never waited on;
-    // at nice 10 it still gets about a tenth of a busy core.
+    // Below the request threads: a checkpoint copies megabytes of pages in
+    // one go, CPU a request thread would otherwise wait for. It needs
+    // little CPU and nothing waits on it; at nice 10 it still runs on a
+    // busy machine, with a smaller share than a request thread.
     ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
     std::unique_ptr<Database> db;
     bool stop = false;
