@@ -3,7 +3,8 @@
 // (epoll, non-blocking sockets), latency per request, optional fixed rate.
 //
 //   load_gen --port P --token-file F --connections C --seconds S
-//            [--threads T] [--host 127.0.0.1] [--rate R] [--warmup W] [--json FILE]
+//            [--threads T] [--host 127.0.0.1] [--rate R] [--warmup W] [--sched-batch]
+//            [--json FILE]
 //
 // Why event loops: the client shares this machine's cores with keywardend.
 // A thread blocked in recv() per connection costs a wake-up and a context
@@ -20,6 +21,13 @@
 // latency instead of silently lowering the offered load (no coordinated
 // omission). The achieved rate is reported next to the target.
 //
+// --sched-batch runs the client under SCHED_BATCH (same CPU share, but its
+// wake-ups do not preempt a running thread). On a machine where client and
+// server share the cores, an answer arriving wakes the client, which then
+// preempts an HTTP worker mid-request; this option shows how much of the
+// server's throughput that costs. It is a diagnostic for closed-loop runs:
+// under a fixed rate the client would send late, which shows up as latency.
+//
 // An answer counts as ok when it is HTTP 200 with "code":"VALID". Anything
 // else is counted by status and code; a closed connection is re-opened.
 
@@ -28,6 +36,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -64,6 +73,7 @@ struct Options {
     double seconds = 3;
     double rate = 0;  // 0: closed loop
     double warmup = 0.5;
+    bool sched_batch = false;
     std::string json_path;
 };
 
@@ -93,6 +103,8 @@ Options parse(int argc, char** argv) {
             o.warmup = std::stod(next());
         else if (a == "--json")
             o.json_path = next();
+        else if (a == "--sched-batch")
+            o.sched_batch = true;
         else
             throw std::invalid_argument("unknown argument " + a);
     }
@@ -100,7 +112,7 @@ Options parse(int argc, char** argv) {
         o.seconds <= 0) {
         throw std::invalid_argument(
             "usage: load_gen --port P --token-file F --connections C --seconds S [--threads T] [--rate R] [--warmup W] "
-            "[--json FILE]");
+            "[--sched-batch] [--json FILE]");
     }
     return o;
 }
@@ -399,6 +411,13 @@ void run_loop(const Options& o, const std::string& request, const std::vector<st
 }
 
 int run(const Options& o) {
+    if (o.sched_batch) {
+        // Before the loops start: their threads inherit the policy.
+        sched_param sp{};
+        if (::sched_setscheduler(0, SCHED_BATCH, &sp) != 0) {
+            throw std::runtime_error(std::string("sched_setscheduler(SCHED_BATCH): ") + std::strerror(errno));
+        }
+    }
     const std::string token = read_token(o.token_file);
     const std::string body = "{\"token\":\"" + token + "\"}";
     std::ostringstream req;
@@ -451,6 +470,7 @@ int run(const Options& o) {
     const std::uint64_t ok = total.count("ok") ? total["ok"] : 0;
     json j{{"connections", c},
            {"client_threads", loops},
+           {"client_sched_batch", o.sched_batch},
            {"mode", o.rate > 0 ? "fixed_rate" : "closed_loop"},
            {"target_rate", o.rate},
            {"seconds", o.seconds},

@@ -34,23 +34,21 @@ bool scope_allows(const std::vector<std::string>& granted, std::string_view requ
     return false;
 }
 
+TokenService::TokenService(KeyService& keys, UsageAccumulator* usage) : keys_(keys), usage_(usage) {
+    for (const auto& [version, handle] : keys_.roots().peppers) {
+        pepper_copies_.emplace(version, std::make_unique<token::SessionCopy>(handle));
+    }
+}
+
 std::vector<std::uint8_t> TokenService::digest(int pepper_version, std::string_view token) {
-    const auto& peppers = keys_.roots().peppers;
-    auto it = peppers.find(pepper_version);
-    if (it == peppers.end()) {
+    auto it = pepper_copies_.find(pepper_version);
+    if (it == pepper_copies_.end()) {
         throw Error(ErrorKind::not_initialized,
                     "token pepper v" + std::to_string(pepper_version) + " is not in the token");
     }
-    token::SessionCopy* copy = nullptr;
-    {
-        std::lock_guard lock(pepper_mutex_);
-        auto& slot = pepper_copies_[it->second];
-        if (!slot) slot = std::make_unique<token::SessionCopy>(it->second);
-        copy = slot.get();
-    }
     auto lease = keys_.token().session();
-    return token::sign(lease.session(), copy->get(keys_.token(), lease.session()), token::SignMechanism::hmac_sha256,
-                       as_bytes(token));
+    return token::sign(lease.session(), it->second->get(keys_.token(), lease.session()),
+                       token::SignMechanism::hmac_sha256, as_bytes(token));
 }
 
 IssuedToken TokenService::make_token(ManagedKey& key, int version, const std::string& prefix,

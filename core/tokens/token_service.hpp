@@ -10,7 +10,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -74,7 +73,7 @@ class TokenService {
 public:
     /// With `usage`, uses of unlimited tokens are counted there and flushed
     /// in batches (keywardend); without, every use is a store write (CLI).
-    explicit TokenService(KeyService& keys, UsageAccumulator* usage = nullptr) : keys_(keys), usage_(usage) {}
+    explicit TokenService(KeyService& keys, UsageAccumulator* usage = nullptr);
 
     /// Issues a new token key. Throws Error(invalid_argument/already_exists).
     IssuedToken issue(const IssueRequest& request);
@@ -111,10 +110,10 @@ private:
 
     KeyService& keys_;
     UsageAccumulator* usage_;
-    // Session copies of the peppers, by the pepper's handle: every
-    // verification is one HMAC (token/session_copy.hpp).
-    std::mutex pepper_mutex_;
-    std::map<CK_OBJECT_HANDLE, std::unique_ptr<token::SessionCopy>> pepper_copies_;
+    // Session copies of the peppers, by pepper version: every verification
+    // is one HMAC (token/session_copy.hpp). The root keys are fixed for the
+    // service's life, so the map is built once and read without a lock.
+    std::map<int, std::unique_ptr<token::SessionCopy>> pepper_copies_;
 };
 
 }  // namespace kw::core::tokens
