@@ -2,6 +2,7 @@
 #include "core/error.hpp"
 #include "core/tokens/format.hpp"
 #include "server/app.hpp"
+#include "server/verify_json.hpp"
 
 namespace kw::server {
 namespace {
@@ -15,21 +16,22 @@ void guard(App& app, const Request& r) {
     }
 }
 
-void count_not_found(App& app, const Request& r, const nlohmann::json& result) {
-    if (result.value("code", "") == "NOT_FOUND") (void)app.not_found_limits.take("nf:" + r.peer, 1);
+void count_not_found(App& app, const Request& r, const VerifyAnswer& a) {
+    if (a.verification.code == VerifyCode::NOT_FOUND) (void)app.not_found_limits.take("nf:" + r.peer, 1);
 }
 
-nlohmann::json verify_one(App& app, std::string_view token, const std::optional<std::string>& scope,
-                          std::int64_t cost) {
+VerifyAnswer verify_one(App& app, std::string_view token, const std::optional<std::string>& scope,
+                        std::int64_t cost) {
     if (cost < 1 || cost > 1000) throw ApiError(400, "BAD_COST", "cost must be 1..1000");
-    core::ratelimit::Decision rl;
-    bool limited = false;
+    VerifyAnswer a;
+    core::ratelimit::Decision& rl = a.rate;
     auto gate = [&](const core::tokens::Verification& v) {
         rl = app.token_limits.take(v.kid, cost);
-        limited = !rl.allowed;
+        a.limited = !rl.allowed;
         return rl.allowed;
     };
-    auto v = app.tokens.verify(token, scope ? std::optional<std::string_view>(*scope) : std::nullopt, gate);
+    a.verification = app.tokens.verify(token, scope ? std::optional<std::string_view>(*scope) : std::nullopt, gate);
+    const auto& v = a.verification;
     const std::string code(core::tokens::to_string(v.code));
     app.metrics.inc("keywarden_token_verifications_total", {{"code", code}});
     if (v.code != VerifyCode::VALID) {
@@ -56,27 +58,11 @@ nlohmann::json verify_one(App& app, std::string_view token, const std::optional<
             }
         }
     }
-    if (limited) {
+    if (a.limited) {
         app.metrics.inc("keywarden_rate_limit_denials_total", {{"scope", "token"}});
         audit_rate_limited(app, v.name, v.kid, "verify_token", {{"retry_after_ms", rl.retry_after_ms}});
     }
-    nlohmann::json j{{"code", code}, {"valid", v.code == VerifyCode::VALID}};
-    if (!v.name.empty()) {
-        j["key"] = {
-            {"id", v.key_id},
-            {"name", v.name},
-            {"kid", v.kid},
-            {"scopes", v.scopes},
-            {"expires_at", v.expires_at ? nlohmann::json(core::format_time(*v.expires_at)) : nlohmann::json(nullptr)}};
-        j["credits"] = {
-            {"remaining", v.remaining_uses ? nlohmann::json(*v.remaining_uses) : nlohmann::json(nullptr)},
-            {"refill", v.next_refill ? nlohmann::json(core::format_time(*v.next_refill)) : nlohmann::json(nullptr)}};
-    }
-    if (rl.limit != 0) {
-        j["ratelimit"] = {{"limit", rl.limit}, {"remaining", rl.remaining}, {"reset_ms", rl.reset_ms}};
-        if (limited) j["ratelimit"]["retry_after_ms"] = rl.retry_after_ms;
-    }
-    return j;
+    return a;
 }
 
 std::string bearer(const Request& r) {
@@ -92,13 +78,17 @@ Response tokens_verify(App& app, const Request& r) {
     std::string token = body.contains("token") ? require_string(body, "token") : bearer(r);
     if (token.empty()) throw ApiError(400, "MISSING_FIELD", "give the token in 'token' or as Authorization: Bearer");
     guard(app, r);
-    auto j = verify_one(app, token, optional_string(body, "scope"), optional_int(body, "cost").value_or(1));
-    count_not_found(app, r, j);
-    Response resp = Response::json(j, j["code"] == "RATE_LIMITED" ? 429 : 200);
-    if (j.contains("ratelimit")) {
-        resp.headers["RateLimit-Limit"] = std::to_string(j["ratelimit"]["limit"].get<std::int64_t>());
-        resp.headers["RateLimit-Remaining"] = std::to_string(j["ratelimit"]["remaining"].get<std::int64_t>());
-        resp.headers["RateLimit-Reset"] = std::to_string((j["ratelimit"]["reset_ms"].get<std::int64_t>() + 999) / 1000);
+    const VerifyAnswer a =
+        verify_one(app, token, optional_string(body, "scope"), optional_int(body, "cost").value_or(1));
+    count_not_found(app, r, a);
+    Response resp;
+    resp.status = a.verification.code == VerifyCode::RATE_LIMITED ? 429 : 200;
+    append_verify_json(resp.body, a);
+    resp.body += '\n';
+    if (a.rate.limit != 0) {
+        resp.headers["RateLimit-Limit"] = std::to_string(a.rate.limit);
+        resp.headers["RateLimit-Remaining"] = std::to_string(a.rate.remaining);
+        resp.headers["RateLimit-Reset"] = std::to_string((a.rate.reset_ms + 999) / 1000);
     }
     return resp;
 }
@@ -110,18 +100,24 @@ Response tokens_verify_batch(App& app, const Request& r) {
     }
     if (body["tokens"].size() > 100) throw ApiError(413, "BATCH_TOO_LARGE", "at most 100 tokens per batch");
     guard(app, r);
-    nlohmann::json results = nlohmann::json::array();
+    Response resp;
+    resp.body = "{\"results\":[";
+    bool first = true;
     for (const auto& item : body["tokens"]) {
         if (!item.is_object()) throw ApiError(400, "BAD_TYPE", "each batch item must be an object");
         for (const auto& [k, v] : item.items()) {
             if (k != "token" && k != "scope" && k != "cost")
                 throw ApiError(400, "UNKNOWN_FIELD", "unknown field '" + k + "'");
         }
-        results.push_back(verify_one(app, require_string(item, "token"), optional_string(item, "scope"),
-                                     optional_int(item, "cost").value_or(1)));
-        count_not_found(app, r, results.back());
+        const VerifyAnswer a = verify_one(app, require_string(item, "token"), optional_string(item, "scope"),
+                                          optional_int(item, "cost").value_or(1));
+        count_not_found(app, r, a);
+        if (!first) resp.body += ',';
+        first = false;
+        append_verify_json(resp.body, a);
     }
-    return Response::json({{"results", results}});
+    resp.body += "]}\n";
+    return resp;
 }
 
 }  // namespace kw::server

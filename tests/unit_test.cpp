@@ -13,6 +13,7 @@
 #include "core/ratelimit/denial_sampler.hpp"
 #include "core/types.hpp"
 #include "server/response_writer.hpp"
+#include "server/verify_json.hpp"
 
 using namespace kw::core;
 
@@ -229,4 +230,70 @@ TEST_CASE("serialize_response: status line, headers, length, keep-alive per HTTP
     Response empty{204, "application/json", "ignored", {}};
     kw::server::serialize_response(empty, 11, true, out);
     CHECK(out == "HTTP/1.1 204 No Content\r\nServer: keywardend\r\nContent-Type: application/json\r\n\r\n");
+}
+
+namespace {
+
+// What keywardend answered before the answer was written by hand: the same
+// object built as nlohmann::json (sorted keys) and dumped.
+std::string reference_verify_json(const kw::server::VerifyAnswer& a) {
+    const auto& v = a.verification;
+    auto time_or_null = [](const std::optional<kw::core::UnixTime>& t) {
+        return t ? nlohmann::json(kw::core::format_time(*t)) : nlohmann::json(nullptr);
+    };
+    nlohmann::json j{{"code", kw::core::tokens::to_string(v.code)}, {"valid", v.code == kw::core::tokens::VerifyCode::VALID}};
+    if (!v.name.empty()) {
+        j["key"] = {{"id", v.key_id}, {"name", v.name}, {"kid", v.kid}, {"scopes", v.scopes},
+                    {"expires_at", time_or_null(v.expires_at)}};
+        j["credits"] = {{"remaining", v.remaining_uses ? nlohmann::json(*v.remaining_uses) : nlohmann::json(nullptr)},
+                        {"refill", time_or_null(v.next_refill)}};
+    }
+    if (a.rate.limit != 0) {
+        j["ratelimit"] = {{"limit", a.rate.limit}, {"remaining", a.rate.remaining}, {"reset_ms", a.rate.reset_ms}};
+        if (a.limited) j["ratelimit"]["retry_after_ms"] = a.rate.retry_after_ms;
+    }
+    return j.dump();
+}
+
+std::string written(const kw::server::VerifyAnswer& a) {
+    std::string out;
+    kw::server::append_verify_json(out, a);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("append_verify_json: byte for byte what nlohmann::json dumps, escapes included") {
+    using kw::core::tokens::VerifyCode;
+    kw::server::VerifyAnswer a;
+
+    SUBCASE("unknown token, no limit applied") {
+        a.verification.code = VerifyCode::NOT_FOUND;
+        CHECK(written(a) == "{\"code\":\"NOT_FOUND\",\"valid\":false}");
+    }
+    SUBCASE("valid, unlimited, never expires, rate limited but allowed") {
+        a.verification = {VerifyCode::VALID, "k_01", "payments", "v_02", {"read_write", "sign:payments-*"}, {}, {}, {}};
+        a.rate = {true, 100, 99, 10, 0};
+        CHECK(written(a) == reference_verify_json(a));
+        CHECK(written(a).find("\"credits\":{\"refill\":null,\"remaining\":null}") != std::string::npos);
+    }
+    SUBCASE("credits, refill, expiry, denied with retry_after_ms") {
+        a.verification = {VerifyCode::RATE_LIMITED, "k_01", "svc", "v_02", {}, 1'900'000'000, 0, 1'800'000'000};
+        a.rate = {false, 5, 0, 4000, 1200};
+        a.limited = true;
+        CHECK(written(a) == reference_verify_json(a));
+        CHECK(written(a).find("\"retry_after_ms\":1200") != std::string::npos);
+        CHECK(written(a).find("\"scopes\":[]") != std::string::npos);
+    }
+    SUBCASE("names that need escaping: quotes, backslash, control characters, non-ASCII") {
+        a.verification = {VerifyCode::EXPIRED, "k_\"1\"", "a\\b\tc\x01", "v_\xc3\xa9t\xc3\xa9", {"x\ny", "\xe2\x82\xac"}, 0, -3, {}};
+        a.rate = {true, -1, -2, 0, 0};
+        CHECK(written(a) == reference_verify_json(a));
+        CHECK(written(a).find("a\\\\b\\tc\\u0001") != std::string::npos);
+    }
+    SUBCASE("invalid UTF-8 is refused, as dump() refuses it") {
+        a.verification = {VerifyCode::VALID, "k", "bad\xff", "v", {}, {}, {}, {}};
+        CHECK_THROWS(written(a));
+        CHECK_THROWS(reference_verify_json(a));
+    }
 }
