@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 
+#include "core/thread_name.hpp"
 #include "server/response_writer.hpp"
 
 namespace kw::server {
@@ -211,7 +212,10 @@ void HttpServer::start() {
     }
     sweeper_.start();
     for (std::size_t i = 0; i < std::max<std::size_t>(1, options_.threads); ++i) {
-        threads_.emplace_back([this] { work(); });
+        threads_.emplace_back([this] {
+            core::name_this_thread("kw-http");
+            work();
+        });
     }
 }
 

@@ -24,6 +24,7 @@
 #include "core/error.hpp"
 #include "core/root_keys.hpp"
 #include "core/store/sqlite/wal_checkpointer.hpp"
+#include "core/thread_name.hpp"
 #include "server/alert_hooks.hpp"
 #include "server/http_server.hpp"
 #include "server/local/local_server.hpp"
@@ -183,6 +184,7 @@ int run(int argc, char** argv) {
     bool stopping = false;
     std::map<std::string, core::UnixTime> expiry_alerted;
     std::thread scheduler([&] {
+        core::name_this_thread("kw-rotation");
         for (;;) {
             {
                 std::unique_lock lock(stop_mutex);

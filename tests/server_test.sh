@@ -111,6 +111,14 @@ w0=$(wakeups); sleep 2; w1=$(wakeups)
 idle_rate=$(( (w1 - w0) / 2 ))
 [ "$idle_rate" -lt 150 ] || fail "idle keywardend woke $idle_rate times a second (want < 150)"
 ok "an idle keywardend sleeps: $idle_rate wake-ups a second over 2 s"
+# Threads carry names, so top -H, ps -L and perf tell them apart.
+names=$(cat /proc/"$dpid"/task/*/comm | sort | uniq -c | awk '{printf "%s%sx%s", sep, $2, $1; sep=" "}')
+for want in kw-http kw-audit-ingest kw-wal-ckpt kw-usage-flush kw-rotation; do
+  grep -qx "$want" /proc/"$dpid"/task/*/comm || fail "no keywardend thread named $want (threads: $names)"
+done
+[ "$(grep -cx kw-http /proc/"$dpid"/task/*/comm | awk -F: '{n += $2} END {print n}')" -ge 2 ] ||
+  fail "fewer than 2 kw-http workers (threads: $names)"
+ok "keywardend's threads are named: $names"
 [ -S "$SOCK" ] || fail "no unix socket at $SOCK"
 [ "$(stat -c %a "$SOCK")" = 600 ] || fail "unix socket mode is $(stat -c %a "$SOCK"), want 600"
 ok "unix socket is mode 600"

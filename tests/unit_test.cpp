@@ -241,9 +241,13 @@ std::string reference_verify_json(const kw::server::VerifyAnswer& a) {
     auto time_or_null = [](const std::optional<kw::core::UnixTime>& t) {
         return t ? nlohmann::json(kw::core::format_time(*t)) : nlohmann::json(nullptr);
     };
-    nlohmann::json j{{"code", kw::core::tokens::to_string(v.code)}, {"valid", v.code == kw::core::tokens::VerifyCode::VALID}};
+    nlohmann::json j{{"code", kw::core::tokens::to_string(v.code)},
+                     {"valid", v.code == kw::core::tokens::VerifyCode::VALID}};
     if (!v.name.empty()) {
-        j["key"] = {{"id", v.key_id}, {"name", v.name}, {"kid", v.kid}, {"scopes", v.scopes},
+        j["key"] = {{"id", v.key_id},
+                    {"name", v.name},
+                    {"kid", v.kid},
+                    {"scopes", v.scopes},
                     {"expires_at", time_or_null(v.expires_at)}};
         j["credits"] = {{"remaining", v.remaining_uses ? nlohmann::json(*v.remaining_uses) : nlohmann::json(nullptr)},
                         {"refill", time_or_null(v.next_refill)}};
@@ -286,7 +290,8 @@ TEST_CASE("append_verify_json: byte for byte what nlohmann::json dumps, escapes 
         CHECK(written(a).find("\"scopes\":[]") != std::string::npos);
     }
     SUBCASE("names that need escaping: quotes, backslash, control characters, non-ASCII") {
-        a.verification = {VerifyCode::EXPIRED, "k_\"1\"", "a\\b\tc\x01", "v_\xc3\xa9t\xc3\xa9", {"x\ny", "\xe2\x82\xac"}, 0, -3, {}};
+        a.verification = {
+            VerifyCode::EXPIRED, "k_\"1\"", "a\\b\tc\x01", "v_\xc3\xa9t\xc3\xa9", {"x\ny", "\xe2\x82\xac"}, 0, -3, {}};
         a.rate = {true, -1, -2, 0, 0};
         CHECK(written(a) == reference_verify_json(a));
         CHECK(written(a).find("a\\\\b\\tc\\u0001") != std::string::npos);

@@ -11,6 +11,7 @@
 #include <boost/beast/ssl.hpp>
 
 #include "core/clock.hpp"
+#include "core/thread_name.hpp"
 
 namespace kw::core::alerts {
 
@@ -46,7 +47,10 @@ bool parse_url(const std::string& url, bool& tls, std::string& host, std::string
 Dispatcher::Dispatcher(std::vector<Target> targets, metrics::Registry& metrics, Options options)
     : targets_(std::move(targets)), metrics_(metrics), options_(options) {
     metrics_.help("keywarden_alerts_total", "counter", "alerts by kind and delivery outcome");
-    worker_ = std::thread([this] { run(); });
+    worker_ = std::thread([this] {
+        name_this_thread("kw-alerts");
+        run();
+    });
 }
 
 Dispatcher::~Dispatcher() {

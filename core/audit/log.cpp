@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "core/error.hpp"
+#include "core/thread_name.hpp"
 
 namespace kw::core::audit {
 
@@ -22,7 +23,10 @@ Log::Log(Sink& sink, Keys& keys, const Clock& clock, LogOptions options)
     if (options_.spool && !options_.spool_store_path.empty()) {
         spool_series_ = SpoolFile::new_series();
         spool_.emplace(SpoolFile::create(options_.spool_store_path, spool_series_, spool_number_++));
-        ingester_ = std::thread([this] { ingest_loop(); });
+        ingester_ = std::thread([this] {
+            name_this_thread("kw-audit-ingest");
+            ingest_loop();
+        });
     }
 }
 

@@ -4,13 +4,17 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/thread_name.hpp"
 
 namespace kw::core::tokens {
 
 UsageAccumulator::UsageAccumulator(Store& store, std::chrono::milliseconds interval)
     : store_(store), interval_(interval) {
     if (interval_.count() <= 0) throw Error(ErrorKind::invalid_argument, "usage flush interval must be positive");
-    flusher_ = std::thread([this] { run(); });
+    flusher_ = std::thread([this] {
+        name_this_thread("kw-usage-flush");
+        run();
+    });
 }
 
 UsageAccumulator::~UsageAccumulator() {

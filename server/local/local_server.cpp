@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "core/thread_name.hpp"
 #include "core/wire/io.hpp"
 #include "core/wire/protocol.hpp"
 #include "core/wire/spin.hpp"
@@ -45,7 +46,10 @@ void LocalServer::start() {
         listen_fd_ = -1;
         throw std::system_error(e, std::generic_category(), "local socket " + options_.socket_path);
     }
-    acceptor_ = std::thread([this] { accept_loop(); });
+    acceptor_ = std::thread([this] {
+        core::name_this_thread("kw-local-accept");
+        accept_loop();
+    });
 }
 
 void LocalServer::accept_loop() {
@@ -68,7 +72,10 @@ void LocalServer::accept_loop() {
         }
         auto& c = connections_.emplace_back();
         c.fd = fd;
-        c.thread = std::thread([this, &c] { serve(c); });
+        c.thread = std::thread([this, &c] {
+            core::name_this_thread("kw-local");
+            serve(c);
+        });
     }
 }
 

@@ -4,12 +4,16 @@
 #include <unistd.h>
 
 #include "core/store/sqlite/database.hpp"
+#include "core/thread_name.hpp"
 
 namespace kw::core::sqlite {
 
 WalCheckpointer::WalCheckpointer(std::string path, std::chrono::milliseconds interval)
     : path_(std::move(path)), interval_(interval) {
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this] {
+        name_this_thread("kw-wal-ckpt");
+        run();
+    });
 }
 
 WalCheckpointer::~WalCheckpointer() {
