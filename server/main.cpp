@@ -23,6 +23,7 @@
 #include "core/audit/sqlite_sink.hpp"
 #include "core/error.hpp"
 #include "core/root_keys.hpp"
+#include "core/store/sqlite/database.hpp"
 #include "core/store/sqlite/wal_checkpointer.hpp"
 #include "core/thread_name.hpp"
 #include "server/alert_hooks.hpp"
@@ -41,6 +42,8 @@ void log_line(const std::string& msg) {
 }
 
 int run(int argc, char** argv) {
+    // Before any store connection: SQLite takes process-wide settings only then.
+    (void)core::sqlite::configure_sqlite_for_server();
     po::options_description desc("keywardend [options]");
     desc.add_options()("help,h", "this help")("config", po::value<std::string>(), "keywarden.toml")(
         "listen", po::value<std::string>(), "TCP HOST:PORT (overrides [server] listen; '' disables)")(
@@ -132,6 +135,13 @@ int run(int argc, char** argv) {
     metrics.help("keywarden_hsm_errors_total", "counter", "PKCS#11 errors by CKR name");
     metrics.gauge_fn("keywarden_audit_queue_depth", [&] {
         return std::vector<std::pair<core::metrics::Labels, double>>{{{}, static_cast<double>(audit.queue_depth())}};
+    });
+    metrics.help("keywarden_store_wal_checkpoints_total", "counter",
+                 "background WAL checkpoints: truncated (the WAL emptied) and failed");
+    metrics.gauge_fn("keywarden_store_wal_checkpoints_total", [&] {
+        return std::vector<std::pair<core::metrics::Labels, double>>{
+            {{{"outcome", "truncated"}}, static_cast<double>(checkpointer.truncations())},
+            {{{"outcome", "failed"}}, static_cast<double>(checkpointer.failures())}};
     });
     metrics.gauge_fn("keywarden_key_versions", [&] {
         std::vector<std::pair<core::metrics::Labels, double>> out;

@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -468,6 +469,44 @@ TEST_CASE("without auto-checkpoint commits stay in the WAL until the background 
         CHECK(checkpointer.failures() == 0);
     }
     CHECK(store->get_meta("blob99") == big);
+}
+
+TEST_CASE("under sustained commits and reads the checkpointer keeps the WAL bounded (TRUNCATE past a threshold)") {
+    // As keywardend: a writer committing new rows every half millisecond
+    // (the audit ingester) and a reader. PASSIVE checkpoints alone never get
+    // the WAL started over: without the TRUNCATE it reached 50 MB here.
+    const std::string path = fresh_path("walbound");
+    auto writer = open_store("sqlite:" + path, StoreOptions{2000, false});
+    auto reader = open_store("sqlite:" + path, StoreOptions{2000, false});
+    const std::string blob(8 * 1024, 'w');
+    std::uintmax_t largest = 0;
+    std::uint64_t truncations = 0;
+    {
+        sqlite::WalCheckpointer checkpointer(path, std::chrono::milliseconds(100), 256);  // 1 MiB of frames
+        std::atomic<bool> stop{false};
+        std::thread reads([&] {
+            for (int n = 0; !stop; ++n) (void)reader->get_meta("blob" + std::to_string(n % 50));
+        });
+        const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
+        int i = 0;
+        while (std::chrono::steady_clock::now() < until) {
+            writer->set_meta("blob" + std::to_string(i++), blob);  // 2+ new pages a commit
+            std::this_thread::sleep_for(std::chrono::microseconds(500));
+            std::error_code ec;
+            const auto wal = std::filesystem::file_size(path + "-wal", ec);
+            if (!ec) largest = std::max(largest, wal);
+        }
+        stop = true;
+        reads.join();
+        CHECK(checkpointer.failures() == 0);
+        truncations = checkpointer.truncations();
+        INFO("commits: " << i);
+        CHECK(i > 300);
+    }
+    INFO("largest WAL: " << largest << " bytes, truncations: " << truncations);
+    CHECK(truncations > 0);
+    CHECK(largest < 6 * 1024 * 1024);
+    CHECK(writer->get_meta("blob7") == blob);
 }
 
 TEST_CASE("find_key keeps keys in memory, and sees every change at once, made here or by another process") {

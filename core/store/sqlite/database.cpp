@@ -22,6 +22,10 @@ void throw_sqlite(sqlite3* db, int rc, std::string_view context) {
     throw Error(ErrorKind::store_failure, msg);
 }
 
+bool configure_sqlite_for_server() noexcept {
+    return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK;
+}
+
 Database::Database(const std::string& path, int busy_timeout_ms) : path_(path) {
     // Create the file ourselves so it is 0600 from its first byte; SQLite
     // gives the -wal and -shm files the same mode as the database. Only when

@@ -8,8 +8,28 @@
 
 namespace kw::core::sqlite {
 
-WalCheckpointer::WalCheckpointer(std::string path, std::chrono::milliseconds interval)
-    : path_(std::move(path)), interval_(interval) {
+namespace {
+
+struct CheckpointResult {
+    bool busy = false;        // could not finish (a writer or reader was in the way)
+    std::int64_t frames = 0;  // frames in the WAL
+};
+
+CheckpointResult checkpoint(const Database& db, const char* pragma) {
+    // The PRAGMA, not sqlite3_wal_checkpoint_v2(): a connection that has not
+    // read the database yet does not know it is in WAL mode and would
+    // silently do nothing. Another connection checkpointing at the same time
+    // is reported in the result row, not as an error.
+    Statement s(db, pragma);
+    if (!s.step()) return {};
+    return {s.integer(0) != 0, s.integer(1)};
+}
+
+}  // namespace
+
+WalCheckpointer::WalCheckpointer(std::string path, std::chrono::milliseconds interval, std::int64_t restart_frames,
+                                 std::chrono::milliseconds restart_wait)
+    : path_(std::move(path)), interval_(interval), restart_frames_(restart_frames), restart_wait_(restart_wait) {
     thread_ = std::thread([this] {
         name_this_thread("kw-wal-ckpt");
         run();
@@ -30,6 +50,11 @@ std::uint64_t WalCheckpointer::failures() const {
     return failures_;
 }
 
+std::uint64_t WalCheckpointer::truncations() const {
+    std::lock_guard lock(mutex_);
+    return truncations_;
+}
+
 void WalCheckpointer::run() {
     // Below the request threads: a checkpoint copies megabytes of pages in
     // one go, CPU a request thread would otherwise wait for. It needs
@@ -45,12 +70,13 @@ void WalCheckpointer::run() {
         }
         try {
             // Opened lazily: the store file exists by the time work arrives.
-            if (!db) db = std::make_unique<Database>(path_, 0);
-            // The PRAGMA, not sqlite3_wal_checkpoint_v2(): a connection that
-            // has not read the database yet does not know it is in WAL mode
-            // and would silently do nothing. Another connection checkpointing
-            // at the same time is reported in a result row, not as an error.
-            db->exec("PRAGMA wal_checkpoint(PASSIVE)");
+            // Its busy timeout only matters to TRUNCATE: PASSIVE never waits.
+            if (!db) db = std::make_unique<Database>(path_, static_cast<int>(restart_wait_.count()));
+            const auto passive = checkpoint(*db, "PRAGMA wal_checkpoint(PASSIVE)");
+            if (passive.frames >= restart_frames_ && !checkpoint(*db, "PRAGMA wal_checkpoint(TRUNCATE)").busy) {
+                std::lock_guard lock(mutex_);
+                ++truncations_;
+            }
         } catch (...) {
             std::lock_guard lock(mutex_);
             ++failures_;
