@@ -471,42 +471,64 @@ TEST_CASE("without auto-checkpoint commits stay in the WAL until the background 
     CHECK(store->get_meta("blob99") == big);
 }
 
-TEST_CASE("under sustained commits and reads the checkpointer keeps the WAL bounded (TRUNCATE past a threshold)") {
+TEST_CASE("a writer that commits all the time keeps the WAL bounded with truncate_wal_past") {
     // As keywardend: a writer committing new rows every half millisecond
-    // (the audit ingester) and a reader. PASSIVE checkpoints alone never get
-    // the WAL started over: without the TRUNCATE it reached 50 MB here.
+    // (the audit ingester), a reader, and background PASSIVE checkpoints.
+    // Those alone never get the WAL started over: without the writer's
+    // TRUNCATE it reached 50 MB here.
     const std::string path = fresh_path("walbound");
-    auto writer = open_store("sqlite:" + path, StoreOptions{2000, false});
-    auto reader = open_store("sqlite:" + path, StoreOptions{2000, false});
-    const std::string blob(8 * 1024, 'w');
-    std::uintmax_t largest = 0;
-    std::uint64_t truncations = 0;
-    {
-        sqlite::WalCheckpointer checkpointer(path, std::chrono::milliseconds(100), 256);  // 1 MiB of frames
-        std::atomic<bool> stop{false};
-        std::thread reads([&] {
-            for (int n = 0; !stop; ++n) (void)reader->get_meta("blob" + std::to_string(n % 50));
-        });
-        const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
-        int i = 0;
-        while (std::chrono::steady_clock::now() < until) {
-            writer->set_meta("blob" + std::to_string(i++), blob);  // 2+ new pages a commit
-            std::this_thread::sleep_for(std::chrono::microseconds(500));
-            std::error_code ec;
-            const auto wal = std::filesystem::file_size(path + "-wal", ec);
-            if (!ec) largest = std::max(largest, wal);
+    auto run = [&](std::int64_t truncate_past) {
+        std::filesystem::remove(path);
+        std::filesystem::remove(path + "-wal");
+        std::filesystem::remove(path + "-shm");
+        sqlite::Database writer(path, 2000);
+        writer.exec("PRAGMA journal_mode=WAL");
+        sqlite3_wal_autocheckpoint(writer.get(), 0);
+        writer.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+        writer.truncate_wal_past(truncate_past);
+        sqlite::Database reader(path, 2000);
+        const std::string blob(8 * 1024, 'w');
+        std::uintmax_t largest = 0;
+        {
+            sqlite::WalCheckpointer checkpointer(path, std::chrono::milliseconds(100));
+            std::atomic<bool> stop{false};
+            std::thread reads([&] {
+                for (int n = 1; !stop; ++n) {
+                    sqlite::Statement q(reader, "SELECT length(v) FROM t WHERE id = ?1");
+                    q.bind(1, std::int64_t{n % 50 + 1});
+                    (void)q.step();
+                }
+            });
+            const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
+            int commits = 0;
+            while (std::chrono::steady_clock::now() < until) {
+                sqlite::Statement ins(writer, "INSERT INTO t(v) VALUES (?1)");
+                ins.bind(1, blob);  // 2+ new pages a commit
+                ins.run();
+                ++commits;
+                std::error_code ec;
+                const auto wal = std::filesystem::file_size(path + "-wal", ec);
+                if (!ec) largest = std::max(largest, wal);
+                std::this_thread::sleep_for(std::chrono::microseconds(500));
+            }
+            stop = true;
+            reads.join();
+            CHECK(checkpointer.failures() == 0);
+            CHECK(commits > 300);
         }
-        stop = true;
-        reads.join();
-        CHECK(checkpointer.failures() == 0);
-        truncations = checkpointer.truncations();
-        INFO("commits: " << i);
-        CHECK(i > 300);
-    }
-    INFO("largest WAL: " << largest << " bytes, truncations: " << truncations);
+        sqlite::Statement count(reader, "SELECT count(*) FROM t");
+        REQUIRE(count.step());
+        CHECK(count.integer(0) > 300);  // nothing lost to the truncations
+        return std::pair{largest, writer.wal_truncations()};
+    };
+    const auto [bounded, truncations] = run(256);  // 1 MiB of frames
+    INFO("largest WAL with the bound: " << bounded << " bytes after " << truncations << " truncations");
     CHECK(truncations > 0);
-    CHECK(largest < 6 * 1024 * 1024);
-    CHECK(writer->get_meta("blob7") == blob);
+    CHECK(bounded < 6 * 1024 * 1024);
+    const auto [unbounded, none] = run(0);
+    INFO("largest WAL without: " << unbounded << " bytes");
+    CHECK(none == 0);
+    CHECK(unbounded > 6 * 1024 * 1024);  // what the bound prevents
 }
 
 TEST_CASE("find_key keeps keys in memory, and sees every change at once, made here or by another process") {

@@ -53,6 +53,24 @@ Database::Database(const std::string& path, int busy_timeout_ms) : path_(path) {
     sqlite3_busy_handler(db_, &Database::on_busy, this);
 }
 
+void Database::truncate_wal_past(std::int64_t frames) {
+    truncate_past_ = frames;
+    sqlite3_wal_hook(db_, frames > 0 ? &Database::on_wal_commit : nullptr, this);
+}
+
+int Database::on_wal_commit(void* self, sqlite3* db, const char* schema, int frames) {
+    auto* d = static_cast<Database*>(self);
+    if (frames < d->truncate_past_) return SQLITE_OK;
+    // No waiting: a background checkpointer holding the checkpoint lock may
+    // be descheduled (it runs at SCHED_IDLE), and the writer is not to wait
+    // on it. A busy store is simply tried again at a later commit.
+    d->no_wait_ = true;
+    const int rc = sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+    d->no_wait_ = false;
+    (rc == SQLITE_OK ? d->truncations_ : d->truncations_failed_).fetch_add(1);
+    return SQLITE_OK;  // the commit happened: never report it as failed
+}
+
 int Database::on_busy(void* self, int count) {
     // SQLite's own handler (sqlite3_busy_timeout) sleeps 1, 2, 5, 10 ms ...
     // between tries. The usual holder of the write lock here is another of
@@ -61,6 +79,7 @@ int Database::on_busy(void* self, int count) {
     // behind the store's mutex) would wait out the whole sleep. Tries start
     // 50 us apart and back off to 1 ms.
     auto* db = static_cast<Database*>(self);
+    if (db->no_wait_) return 0;
     const auto now = std::chrono::steady_clock::now();
     if (count == 0) db->busy_since_ = now;
     if (now - db->busy_since_ >= db->busy_timeout_) return 0;  // SQLITE_BUSY: store_locked

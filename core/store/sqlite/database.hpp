@@ -4,6 +4,7 @@
 // other failure Error(store_failure) with SQLite's message.
 #include <sqlite3.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -40,13 +41,31 @@ public:
     [[nodiscard]] sqlite3* get() const noexcept { return db_; }
     [[nodiscard]] const std::string& path() const noexcept { return path_; }
 
+    /// Keeps the WAL bounded for a connection that commits all the time (the
+    /// audit ingester): once a commit through it leaves `frames` or more
+    /// frames in the WAL, it runs a TRUNCATE checkpoint there and then. Why
+    /// background PASSIVE checkpoints cannot do this: wal_checkpointer.hpp.
+    /// The checkpoint holds new writers off while it copies and empties the
+    /// WAL file. It does not wait: if another writer, a reader of an old
+    /// snapshot or another checkpoint is in the way, it is counted as failed
+    /// and tried again at the next commit (the commit itself has happened).
+    /// Replaces SQLite's auto-checkpoint on this connection.
+    void truncate_wal_past(std::int64_t frames);
+    [[nodiscard]] std::uint64_t wal_truncations() const noexcept { return truncations_.load(); }
+    [[nodiscard]] std::uint64_t wal_truncations_failed() const noexcept { return truncations_failed_.load(); }
+
 private:
     static int on_busy(void* self, int count);
+    static int on_wal_commit(void* self, sqlite3* db, const char* schema, int frames);
 
     sqlite3* db_ = nullptr;
     std::string path_;
     std::chrono::milliseconds busy_timeout_{0};
     std::chrono::steady_clock::time_point busy_since_;  // of the wait in progress
+    std::int64_t truncate_past_ = 0;
+    bool no_wait_ = false;  // in on_wal_commit: on_busy gives up at once
+    std::atomic<std::uint64_t> truncations_{0};
+    std::atomic<std::uint64_t> truncations_failed_{0};
 };
 
 class Statement {

@@ -1,5 +1,6 @@
 #include "core/store/sqlite/wal_checkpointer.hpp"
 
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -8,28 +9,8 @@
 
 namespace kw::core::sqlite {
 
-namespace {
-
-struct CheckpointResult {
-    bool busy = false;        // could not finish (a writer or reader was in the way)
-    std::int64_t frames = 0;  // frames in the WAL
-};
-
-CheckpointResult checkpoint(const Database& db, const char* pragma) {
-    // The PRAGMA, not sqlite3_wal_checkpoint_v2(): a connection that has not
-    // read the database yet does not know it is in WAL mode and would
-    // silently do nothing. Another connection checkpointing at the same time
-    // is reported in the result row, not as an error.
-    Statement s(db, pragma);
-    if (!s.step()) return {};
-    return {s.integer(0) != 0, s.integer(1)};
-}
-
-}  // namespace
-
-WalCheckpointer::WalCheckpointer(std::string path, std::chrono::milliseconds interval, std::int64_t restart_frames,
-                                 std::chrono::milliseconds restart_wait)
-    : path_(std::move(path)), interval_(interval), restart_frames_(restart_frames), restart_wait_(restart_wait) {
+WalCheckpointer::WalCheckpointer(std::string path, std::chrono::milliseconds interval)
+    : path_(std::move(path)), interval_(interval) {
     thread_ = std::thread([this] {
         name_this_thread("kw-wal-ckpt");
         run();
@@ -50,17 +31,13 @@ std::uint64_t WalCheckpointer::failures() const {
     return failures_;
 }
 
-std::uint64_t WalCheckpointer::truncations() const {
-    std::lock_guard lock(mutex_);
-    return truncations_;
-}
-
 void WalCheckpointer::run() {
-    // Below the request threads: a checkpoint copies megabytes of pages in
-    // one go, CPU a request thread would otherwise wait for. It needs
-    // little CPU and nothing waits on it; at nice 10 it still runs on a
-    // busy machine, with a smaller share than a request thread.
-    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
+    // Below the request threads (see the header): SCHED_IDLE needs no
+    // privilege; nice 10 is the fallback.
+    const sched_param idle{};
+    if (::sched_setscheduler(0, SCHED_IDLE, &idle) != 0) {
+        ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
+    }
     std::unique_ptr<Database> db;
     bool stop = false;
     while (!stop) {
@@ -70,13 +47,12 @@ void WalCheckpointer::run() {
         }
         try {
             // Opened lazily: the store file exists by the time work arrives.
-            // Its busy timeout only matters to TRUNCATE: PASSIVE never waits.
-            if (!db) db = std::make_unique<Database>(path_, static_cast<int>(restart_wait_.count()));
-            const auto passive = checkpoint(*db, "PRAGMA wal_checkpoint(PASSIVE)");
-            if (passive.frames >= restart_frames_ && !checkpoint(*db, "PRAGMA wal_checkpoint(TRUNCATE)").busy) {
-                std::lock_guard lock(mutex_);
-                ++truncations_;
-            }
+            if (!db) db = std::make_unique<Database>(path_, 0);
+            // The PRAGMA, not sqlite3_wal_checkpoint_v2(): a connection that
+            // has not read the database yet does not know it is in WAL mode
+            // and would silently do nothing. Another connection checkpointing
+            // at the same time is reported in a result row, not as an error.
+            db->exec("PRAGMA wal_checkpoint(PASSIVE)");
         } catch (...) {
             std::lock_guard lock(mutex_);
             ++failures_;
