@@ -96,7 +96,7 @@ int run(int argc, char** argv) {
         config.busy_timeout_ms, false);
     // The ingester commits every few milliseconds under load: it keeps the
     // WAL under 32 MiB itself (wal_checkpointer.hpp says why it must).
-    sink.truncate_wal_past(8192);
+    sink.restart_wal_past(8192);
     core::sqlite::WalCheckpointer checkpointer(store_path, std::chrono::milliseconds(200));
     core::audit::Keys audit_keys(token, roots);
     core::SystemClock clock;
@@ -140,12 +140,12 @@ int run(int argc, char** argv) {
         return std::vector<std::pair<core::metrics::Labels, double>>{{{}, static_cast<double>(audit.queue_depth())}};
     });
     metrics.help("keywarden_store_wal_checkpoints_total", "counter",
-                 "store WAL checkpoints: truncated (the WAL emptied by the audit writer), truncate_deferred (busy, "
+                 "store WAL checkpoints: restarted (the audit writer started the WAL over), restart_deferred (busy, "
                  "tried again at the next commit), failed (background rounds)");
     metrics.gauge_fn("keywarden_store_wal_checkpoints_total", [&] {
         return std::vector<std::pair<core::metrics::Labels, double>>{
-            {{{"outcome", "truncated"}}, static_cast<double>(sink.wal_truncations())},
-            {{{"outcome", "truncate_deferred"}}, static_cast<double>(sink.wal_truncations_failed())},
+            {{{"outcome", "restarted"}}, static_cast<double>(sink.wal_restarts())},
+            {{{"outcome", "restart_deferred"}}, static_cast<double>(sink.wal_restarts_deferred())},
             {{{"outcome", "failed"}}, static_cast<double>(checkpointer.failures())}};
     });
     metrics.gauge_fn("keywarden_key_versions", [&] {

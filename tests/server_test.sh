@@ -601,8 +601,8 @@ checks = {
     "key denials": val("keywarden_rate_limit_denials_total", scope="key") >= 1,
     "brute-force denials": val("keywarden_rate_limit_denials_total", scope="brute_force") >= 2,
     "sign route": val("keywarden_http_requests_total", route="/v1/keys/{name}/sign", status="200") >= 3,
-    "WAL checkpoint counters": 'keywarden_store_wal_checkpoints_total{outcome="truncated"}' in series
-                               and 'keywarden_store_wal_checkpoints_total{outcome="truncate_deferred"}' in series
+    "WAL checkpoint counters": 'keywarden_store_wal_checkpoints_total{outcome="restarted"}' in series
+                               and 'keywarden_store_wal_checkpoints_total{outcome="restart_deferred"}' in series
                                and series.get('keywarden_store_wal_checkpoints_total{outcome="failed"}') == 0,
     "latency histogram": "keywarden_http_request_seconds_bucket" in text or "keywarden_http_request_seconds_count" in text,
     # Route labels are a fixed set: key names and unknown paths (404s) must not

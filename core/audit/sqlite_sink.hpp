@@ -34,11 +34,11 @@ public:
     [[nodiscard]] std::optional<std::uint64_t> seq_of_hash(const std::string& hash);
     [[nodiscard]] std::uint64_t spool_ingested(const std::string& id) override;
     void forget_spool(const std::string& id) override;
-    /// See sqlite::Database::truncate_wal_past: keywardend's ingester is the
+    /// See sqlite::Database::restart_wal_past: keywardend's ingester is the
     /// writer that keeps the store's WAL bounded.
-    void truncate_wal_past(std::int64_t frames) { db_.truncate_wal_past(frames); }
-    [[nodiscard]] std::uint64_t wal_truncations() const noexcept { return db_.wal_truncations(); }
-    [[nodiscard]] std::uint64_t wal_truncations_failed() const noexcept { return db_.wal_truncations_failed(); }
+    void restart_wal_past(std::int64_t frames) { db_.restart_wal_past(frames); }
+    [[nodiscard]] std::uint64_t wal_restarts() const noexcept { return db_.wal_restarts(); }
+    [[nodiscard]] std::uint64_t wal_restarts_deferred() const noexcept { return db_.wal_restarts_deferred(); }
 
 private:
     void insert(std::span<const Event> events, const std::optional<Checkpoint>& checkpoint,

@@ -53,21 +53,21 @@ Database::Database(const std::string& path, int busy_timeout_ms) : path_(path) {
     sqlite3_busy_handler(db_, &Database::on_busy, this);
 }
 
-void Database::truncate_wal_past(std::int64_t frames) {
-    truncate_past_ = frames;
+void Database::restart_wal_past(std::int64_t frames) {
+    restart_past_ = frames;
     sqlite3_wal_hook(db_, frames > 0 ? &Database::on_wal_commit : nullptr, this);
 }
 
 int Database::on_wal_commit(void* self, sqlite3* db, const char* schema, int frames) {
     auto* d = static_cast<Database*>(self);
-    if (frames < d->truncate_past_) return SQLITE_OK;
+    if (frames < d->restart_past_) return SQLITE_OK;
     // No waiting: a background checkpointer holding the checkpoint lock may
     // be descheduled (it runs at SCHED_IDLE), and the writer is not to wait
     // on it. A busy store is simply tried again at a later commit.
     d->no_wait_ = true;
-    const int rc = sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+    const int rc = sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
     d->no_wait_ = false;
-    (rc == SQLITE_OK ? d->truncations_ : d->truncations_failed_).fetch_add(1);
+    (rc == SQLITE_OK ? d->restarts_ : d->restarts_deferred_).fetch_add(1);
     return SQLITE_OK;  // the commit happened: never report it as failed
 }
 

@@ -43,16 +43,18 @@ public:
 
     /// Keeps the WAL bounded for a connection that commits all the time (the
     /// audit ingester): once a commit through it leaves `frames` or more
-    /// frames in the WAL, it runs a TRUNCATE checkpoint there and then. Why
+    /// frames in the WAL, it runs a RESTART checkpoint there and then. Why
     /// background PASSIVE checkpoints cannot do this: wal_checkpointer.hpp.
-    /// The checkpoint holds new writers off while it copies and empties the
-    /// WAL file. It does not wait: if another writer, a reader of an old
-    /// snapshot or another checkpoint is in the way, it is counted as failed
-    /// and tried again at the next commit (the commit itself has happened).
+    /// The checkpoint holds new writers off while it copies the rest, and the
+    /// next commit writes the WAL from its start again (the file keeps its
+    /// size). It does not wait: if another writer, a reader of an old
+    /// snapshot or another checkpoint is in the way, it is counted as
+    /// deferred and tried again at the next commit (the commit itself has
+    /// happened).
     /// Replaces SQLite's auto-checkpoint on this connection.
-    void truncate_wal_past(std::int64_t frames);
-    [[nodiscard]] std::uint64_t wal_truncations() const noexcept { return truncations_.load(); }
-    [[nodiscard]] std::uint64_t wal_truncations_failed() const noexcept { return truncations_failed_.load(); }
+    void restart_wal_past(std::int64_t frames);
+    [[nodiscard]] std::uint64_t wal_restarts() const noexcept { return restarts_.load(); }
+    [[nodiscard]] std::uint64_t wal_restarts_deferred() const noexcept { return restarts_deferred_.load(); }
 
 private:
     static int on_busy(void* self, int count);
@@ -62,10 +64,10 @@ private:
     std::string path_;
     std::chrono::milliseconds busy_timeout_{0};
     std::chrono::steady_clock::time_point busy_since_;  // of the wait in progress
-    std::int64_t truncate_past_ = 0;
+    std::int64_t restart_past_ = 0;
     bool no_wait_ = false;  // in on_wal_commit: on_busy gives up at once
-    std::atomic<std::uint64_t> truncations_{0};
-    std::atomic<std::uint64_t> truncations_failed_{0};
+    std::atomic<std::uint64_t> restarts_{0};
+    std::atomic<std::uint64_t> restarts_deferred_{0};
 };
 
 class Statement {

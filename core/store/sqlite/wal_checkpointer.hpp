@@ -15,15 +15,15 @@
 // writer committing every few milliseconds (the audit ingester) always gets
 // there first. The WAL grew by about 34 MB a second at 47,000 verifications
 // a second, without end. The bound is therefore kept by the writer itself
-// (Database::truncate_wal_past on the ingester's connection); these rounds
-// copy pages ahead of it, so its TRUNCATE finds little left to copy.
+// (Database::restart_wal_past on the ingester's connection); these rounds
+// copy pages ahead of it, so its RESTART finds little left to copy.
 //
 // The thread runs at SCHED_IDLE (nice 10 where that is refused): it takes a
 // CPU only when no request thread wants one, and a request thread waking up
 // takes it back at once. At nice 10 a 10 ms round still cost requests: in a
 // 6 s run at 23,000 requests a second, rounds covered 6% of the time and 40%
 // of the requests slower than 1 ms fell into them; at SCHED_IDLE 13 to 21%.
-// At full load the rounds may not run at all; the writer's TRUNCATE then
+// At full load the rounds may not run at all; the writer's RESTART then
 // does all the copying, which only delays the audit ingester.
 #include <chrono>
 #include <condition_variable>
