@@ -94,8 +94,11 @@ int run(int argc, char** argv) {
     core::audit::SqliteSink sink(
         store_path, config.durability == "power" ? core::audit::Durability::power : core::audit::Durability::process,
         config.busy_timeout_ms, false);
-    // The ingester commits every few milliseconds under load: it keeps the
-    // WAL under 32 MiB itself (wal_checkpointer.hpp says why it must).
+    // The audit writer commits every few milliseconds under load: it keeps
+    // the WAL under 32 MiB itself (wal_checkpointer.hpp says why it must).
+    // Spooled, that writer is the ingester thread; with durability "power"
+    // it is a request's group commit, which then also waits for the
+    // checkpoint (about 10 ms, once per 32 MiB).
     sink.restart_wal_past(8192);
     core::sqlite::WalCheckpointer checkpointer(store_path, std::chrono::milliseconds(200));
     core::audit::Keys audit_keys(token, roots);
