@@ -338,6 +338,8 @@ std::unique_ptr<kw::token::Token> open_token(std::size_t sessions = 2) {
     tc.module_path = env_or("KEYWARDEN_HSM_MODULE", "");
     tc.selector.label = env_or("KEYWARDEN_TOKEN_LABEL", "keywarden");
     tc.sessions = sessions;
+    const std::string locking = env_or("KEYWARDEN_HSM_LOCKING", "keywarden");
+    tc.locking = kw::token::parse_module_locking(locking).value_or(kw::token::ModuleLocking::keywarden);
     auto token = std::make_unique<kw::token::Token>(tc);
     kw::token::PinSource ps;
     if (const char* f = std::getenv("KEYWARDEN_PIN_FILE")) ps.file = f;
@@ -465,7 +467,11 @@ json hmac_rows(kw::token::Token& token, const kw::core::RootKeys& roots, const S
     std::vector<Variant*> ptrs;
     for (auto& v : vs) ptrs.push_back(&v);
     run_interleaved(ptrs, st);
-    if (print) print_header("Raw SoftHSM HMAC-SHA256 (C_SignInit + C_Sign, own sessions)", "threads", "op");
+    if (print) {
+        const std::string title = "Raw SoftHSM HMAC-SHA256 (C_SignInit + C_Sign, own sessions; module locking " +
+                                  std::string(kw::token::to_string(token.locking())) + ")";
+        print_header(title, "threads", "op");
+    }
     json rows = json::array();
     for (auto& v : vs) {
         if (print) print_row(v, std::to_string(v.extra["threads"].get<int>()));
@@ -485,6 +491,7 @@ int phase_hmac(const Settings& st) {
     }
     std::printf("  best: session key %.0f ops/s, token-object key (pepper) %.0f ops/s\n", best_session, best_token);
     write_json(st, json{{"phase", "hmac"},
+                        {"module_locking", kw::token::to_string(token->locking())},
                         {"seconds_per_variant", st.seconds},
                         {"rounds", st.rounds},
                         {"rows", rows},

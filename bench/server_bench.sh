@@ -6,7 +6,7 @@
 # peak level with the client under SCHED_BATCH (a diagnostic: what the
 # client's wake-ups cost the server), then at fixed rates of half and a
 # quarter of the peak (latency from the intended send time); raw SoftHSM HMAC ops/s of the same token
-# measured before and after, and one verification in process piece by piece
+# (under the module's own locking and under keywarden's) measured before and after, and one verification in process piece by piece
 # (audit_bench verify-path), in the same run. keywardend's CPU time per request
 # is read from /proc around every load run.
 #
@@ -93,8 +93,18 @@ export KEYWARDEN_STORE_URL="sqlite:$w/keywarden.db"
 
 echo
 echo "keywardend: POST /v1/tokens/verify, one valid token, keep-alive, 127.0.0.1; keywardend --threads $threads"
-echo "  raw SoftHSM HMAC of the same token, before the load:"
-KW_BENCH_SECONDS=$hmac_secs "$AB" hmac --dir "$w" --json "$w/hmac-before.json" | grep -v -e '^$' -e '^Raw SoftHSM' | sed 's/^/  /'
+# The raw rate under both of the module's lockings (a library is initialised
+# once per process, hence one audit_bench run each): the baseline is the best
+# of them, so keywarden's own mutexes (token/locking.hpp) raise the bar they
+# are measured against as well.
+raw_hmac() {
+  for locking in os keywarden; do
+    echo "  raw SoftHSM HMAC of the same token, $1 the load, module locking $locking:"
+    KEYWARDEN_HSM_LOCKING=$locking KW_BENCH_SECONDS=$hmac_secs "$AB" hmac --dir "$w" --json "$w/hmac-$1-$locking.json" |
+      grep -v -e '^$' -e '^Raw SoftHSM' -e '^  ---' -e '^  variant' | sed 's/^/  /'
+  done
+}
+raw_hmac before
 
 echo "  one verification in process (TokenService::verify, no HTTP), same token, before the load:"
 KW_BENCH_SECONDS=$hmac_secs "$AB" verify-path --dir "$w" --json "$w/verify-path.json" | grep -v -e '^$' -e '^One API-token' | sed 's/^/  /'
@@ -167,8 +177,7 @@ dpid=""
 [ "$drc" = 0 ] || { echo "server_bench.sh: keywardend exited $drc:" >&2; tail -n 20 "$w/keywardend.log" >&2; exit 1; }
 seq_after=$($PY -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select coalesce(max(seq),0) from audit_events').fetchone()[0])" "$w/keywarden.db")
 
-echo "  raw SoftHSM HMAC of the same token, after the load:"
-KW_BENCH_SECONDS=$hmac_secs "$AB" hmac --dir "$w" --json "$w/hmac-after.json" | grep -v -e '^$' -e '^Raw SoftHSM' | sed 's/^/  /'
+raw_hmac after
 
 $PY - "$w" "$json_out" "$seq_before" "$seq_after" "$threads" "$hz" "$warm" "${conc[@]}" <<'PY'
 import json, os, sys
@@ -181,13 +190,16 @@ paced = json.load(open(os.path.join(w, "load-paced.json")))
 quarter = json.load(open(os.path.join(w, "load-quarter.json")))
 batch = json.load(open(os.path.join(w, "load-batch.json")))
 warmup = json.load(open(os.path.join(w, "warmup.json")))
-hb = json.load(open(os.path.join(w, "hmac-before.json")))
+hmac = {(when, lk): json.load(open(os.path.join(w, f"hmac-{when}-{lk}.json")))
+        for when in ("before", "after") for lk in ("os", "keywarden")}
 vp = json.load(open(os.path.join(w, "verify-path.json")))
-ha = json.load(open(os.path.join(w, "hmac-after.json")))
 # Baseline: the pepper HMAC (a token object, the key every verification
-# MACs with), best thread count, mean of before and after the load.
-raw_token = (hb["best_token_object_ops_per_s"] + ha["best_token_object_ops_per_s"]) / 2
-raw_session = (hb["best_session_key_ops_per_s"] + ha["best_session_key_ops_per_s"]) / 2
+# MACs with), best thread count, mean of before and after the load, under
+# the module locking that gives the higher rate.
+def raw(kind):
+    return max((hmac[("before", lk)][kind] + hmac[("after", lk)][kind]) / 2 for lk in ("os", "keywarden"))
+raw_token = raw("best_token_object_ops_per_s")
+raw_session = raw("best_session_key_ops_per_s")
 peak_c = max(levels, key=lambda c: load[c]["ok_throughput"])
 peak = load[peak_c]["ok_throughput"]
 requests = sum(r["sent_including_warmup"] for r in list(load.values()) + [paced, quarter, warmup, batch])
@@ -223,7 +235,7 @@ p = paced
 ratio = peak / raw_token
 t1 = ratio >= 0.5
 t2 = p["p99_us"] < 1000 and p["ok_throughput"] >= 0.95 * p["target_rate"]
-print(f"  raw SoftHSM HMAC, same token (mean of before/after, best thread count): token-object key (pepper) "
+print(f"  raw SoftHSM HMAC, same token (mean of before/after, best thread count and module locking): token-object key (pepper) "
       f"{raw_token:.0f}/s, session key {raw_session:.0f}/s")
 print(f"  peak {peak:.0f} verifications/s at {peak_c} connections = {ratio:.2f}x the raw pepper HMAC rate "
       f"({peak / raw_session:.2f}x the session-key rate) -> target >= 0.5x {'MET' if t1 else 'MISSED'}")
@@ -233,7 +245,7 @@ print(f"  audit events written during the load: {events} for {requests} requests
 if out:
     json.dump({"keywardend_threads": int(threads), "levels": {str(c): load[c] for c in levels}, "paced": paced, "paced_quarter": quarter,
                "closed_loop_client_sched_batch": batch,
-               "raw_hmac_before": hb, "raw_hmac_after": ha,
+               "raw_hmac": {f"{when}_{lk}": v for (when, lk), v in hmac.items()},
                "raw_hmac_token_object_ops_per_s": raw_token, "raw_hmac_session_key_ops_per_s": raw_session,
                "peak_ok_throughput": peak, "peak_connections": peak_c, "peak_over_raw_hmac": ratio,
                "target_half_raw_met": t1, "p99_at_half_peak_us": p["p99_us"], "target_p99_1ms_met": t2,

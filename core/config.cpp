@@ -62,8 +62,9 @@ void apply_file(Config& c, const std::string& file) {
         return n->as_table();
     };
     if (const auto* t = section("hsm")) {
-        reject_unknown(file, *t, "hsm",
-                       {"module", "token_label", "token_serial", "token_uri", "pin_env", "pin_file", "sessions"});
+        reject_unknown(
+            file, *t, "hsm",
+            {"module", "token_label", "token_serial", "token_uri", "pin_env", "pin_file", "sessions", "locking"});
         read(file, *t, "module", c.hsm_module);
         read(file, *t, "token_label", c.token_label);
         read(file, *t, "token_serial", c.token_serial);
@@ -72,6 +73,13 @@ void apply_file(Config& c, const std::string& file) {
         read(file, *t, "pin_file", c.pin_file);
         read(file, *t, "sessions", c.sessions);
         if (c.sessions == 0) bad(file, *t->get("sessions"), "hsm.sessions must be at least 1");
+        std::string locking;
+        read(file, *t, "locking", locking);
+        if (!locking.empty()) {
+            auto l = token::parse_module_locking(locking);
+            if (!l) bad(file, *t->get("locking"), "hsm.locking must be \"keywarden\" or \"os\"");
+            c.hsm_locking = *l;
+        }
         if (c.token_serial || c.token_uri) {
             if (t->get("token_label") == nullptr) c.token_label.reset();
         }
@@ -184,6 +192,11 @@ Config load_config(const std::optional<std::string>& path) {
     if (const char* e = env("KEYWARDEN_TOKEN_URI")) c.token_uri = e;
     if (const char* e = env("KEYWARDEN_PIN_FILE")) c.pin_file = e;
     if (const char* e = env("KEYWARDEN_STORE_URL")) c.store_url = e;
+    if (const char* e = env("KEYWARDEN_HSM_LOCKING")) {
+        auto l = token::parse_module_locking(e);
+        if (!l) throw Error(ErrorKind::config, "KEYWARDEN_HSM_LOCKING must be \"keywarden\" or \"os\"");
+        c.hsm_locking = *l;
+    }
     if (const char* e = env("ROTATION_CHECK_INTERVAL")) {
         char* end = nullptr;
         long long v = std::strtoll(e, &end, 10);
@@ -193,6 +206,17 @@ Config load_config(const std::optional<std::string>& path) {
         c.rotation_check_interval = v;
     }
     return c;
+}
+
+token::TokenConfig token_config(const Config& config) {
+    token::TokenConfig tc;
+    tc.module_path = config.hsm_module;
+    tc.selector.label = config.token_label;
+    tc.selector.serial = config.token_serial;
+    tc.selector.uri = config.token_uri;
+    tc.sessions = config.sessions;
+    tc.locking = config.hsm_locking;
+    return tc;
 }
 
 }  // namespace kw::core

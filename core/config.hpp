@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/types.hpp"
+#include "token/token.hpp"
 
 namespace kw::core {
 
@@ -25,6 +26,8 @@ struct Config {
     std::string pin_env = "KEYWARDEN_PIN";
     std::optional<std::string> pin_file;
     std::size_t sessions = 2;
+    // The mutexes the module guards its state with (token/locking.hpp).
+    token::ModuleLocking hsm_locking = token::ModuleLocking::keywarden;
 
     // [store]
     std::string store_url = "sqlite:keywarden.db";
@@ -78,5 +81,8 @@ struct Config {
 
 /// Loads the configuration. Throws Error(config) naming file, line and key.
 [[nodiscard]] Config load_config(const std::optional<std::string>& path);
+
+/// The [hsm] settings as the token layer takes them.
+[[nodiscard]] token::TokenConfig token_config(const Config& config);
 
 }  // namespace kw::core

@@ -73,13 +73,7 @@ int run(int argc, char** argv) {
     sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-    token::TokenConfig tc;
-    tc.module_path = config.hsm_module;
-    tc.selector.label = config.token_label;
-    tc.selector.serial = config.token_serial;
-    tc.selector.uri = config.token_uri;
-    tc.sessions = config.sessions;
-    token::Token token(tc);
+    token::Token token(core::token_config(config));
     token::PinSource pin_source;
     pin_source.env_var = config.pin_env;
     pin_source.file = config.pin_file;

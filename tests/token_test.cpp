@@ -23,6 +23,7 @@
 #include "token/attributes.hpp"
 #include "token/error.hpp"
 #include "token/keygen.hpp"
+#include "token/locking.hpp"
 #include "token/object.hpp"
 #include "token/public_key.hpp"
 #include "token/sign.hpp"
@@ -691,4 +692,37 @@ TEST_CASE("fork: the child re-initialises through Token::session() and signs; th
     CHECK(sign(s, parent_key.private_key.get(), SignMechanism::hmac_sha256, as_bytes("p")) == parent_key_sig);
     auto k2 = generate_key(s, {KeyAlgorithm::ec_p256}, sign_options("parent-after-fork"));
     (void)sign_and_check(s, k2.private_key.get(), k2.public_key.get(), SignMechanism::ecdsa_sha256);
+}
+
+TEST_CASE("module locking: SoftHSM takes its mutexes from our callbacks, or keeps its own with 'os'") {
+    for (const auto locking : {ModuleLocking::os, ModuleLocking::keywarden}) {
+        CAPTURE(to_string(locking));
+        const auto created_before = module_mutexes_created();
+        TokenConfig c = config_by_label(2);
+        c.locking = locking;
+        auto t = std::make_unique<Token>(c);
+        CHECK(t->locking() == locking);
+        if (locking == ModuleLocking::keywarden) {
+            CHECK(module_mutexes_created() > created_before);
+        } else {
+            CHECK(module_mutexes_created() == created_before);
+        }
+        t->login(user_pin());
+        auto lease = t->session();
+        auto k = generate_key(lease.session(), {KeyAlgorithm::generic_secret_256}, sign_options("locking"));
+        const auto expected = sign(lease.session(), k.private_key.get(), SignMechanism::hmac_sha256, as_bytes("m"));
+        std::atomic<int> good{0};
+        std::vector<std::thread> threads;
+        for (int i = 0; i < 4; ++i) {
+            threads.emplace_back([&] {
+                for (int j = 0; j < 300; ++j) {
+                    auto l = t->session();
+                    if (sign(l.session(), k.private_key.get(), SignMechanism::hmac_sha256, as_bytes("m")) == expected)
+                        good.fetch_add(1);
+                }
+            });
+        }
+        for (auto& th : threads) th.join();
+        CHECK(good.load() == 1200);
+    }
 }

@@ -2,8 +2,14 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 #include "core/clock.hpp"
 #include "core/config.hpp"
@@ -14,6 +20,7 @@
 #include "core/types.hpp"
 #include "server/response_writer.hpp"
 #include "server/verify_json.hpp"
+#include "token/spin_park_mutex.hpp"
 
 using namespace kw::core;
 
@@ -301,4 +308,67 @@ TEST_CASE("append_verify_json: byte for byte what nlohmann::json dumps, escapes 
         CHECK_THROWS(written(a));
         CHECK_THROWS(reference_verify_json(a));
     }
+}
+
+TEST_CASE("[hsm] locking chooses the module's mutexes; anything else is refused with the file named") {
+    CHECK(load_config(std::nullopt).hsm_locking == kw::token::ModuleLocking::keywarden);
+    TempConfig os("[hsm]\nlocking = \"os\"\n");
+    CHECK(load_config(os.path).hsm_locking == kw::token::ModuleLocking::os);
+    CHECK(kw::core::token_config(load_config(os.path)).locking == kw::token::ModuleLocking::os);
+    TempConfig typo("[hsm]\nlocking = \"spin\"\n");
+    CHECK_THROWS_WITH_AS(load_config(typo.path), doctest::Contains("hsm.locking"), Error);
+    CHECK_THROWS_WITH_AS(load_config(typo.path), doctest::Contains((typo.path + ":2").c_str()), Error);
+    TempConfig not_string("[hsm]\nlocking = 1\n");
+    CHECK_THROWS_AS(load_config(not_string.path), Error);
+
+    ::setenv("KEYWARDEN_HSM_LOCKING", "os", 1);
+    CHECK(load_config(std::nullopt).hsm_locking == kw::token::ModuleLocking::os);
+    ::setenv("KEYWARDEN_HSM_LOCKING", "pthread", 1);
+    CHECK_THROWS_WITH_AS(load_config(std::nullopt), doctest::Contains("KEYWARDEN_HSM_LOCKING"), Error);
+    ::unsetenv("KEYWARDEN_HSM_LOCKING");
+}
+
+TEST_CASE("SpinParkMutex: mutual exclusion under contention") {
+    kw::token::SpinParkMutex m;
+    long counter = 0;  // deliberately not atomic: the mutex is what protects it
+    constexpr int kThreads = 4;
+    constexpr int kRounds = 200000;
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kThreads; ++i) {
+        threads.emplace_back([&] {
+            for (int j = 0; j < kRounds; ++j) {
+                std::lock_guard lock(m);
+                ++counter;
+            }
+        });
+    }
+    for (auto& t : threads) t.join();
+    CHECK(counter == long{kThreads} * kRounds);
+    CHECK(m.try_lock());
+    CHECK_FALSE(m.try_lock());  // not recursive
+    m.unlock();
+}
+
+TEST_CASE("SpinParkMutex: a waiter behind a long holder parks instead of spinning, and is woken") {
+    using namespace std::chrono;
+    kw::token::SpinParkMutex m;
+    m.lock();
+    const auto parks_before = kw::token::SpinParkMutex::parks();
+    std::atomic<bool> got{false};
+    std::clock_t waiter_cpu = 0;
+    std::thread waiter([&] {
+        const std::clock_t c0 = std::clock();
+        m.lock();
+        got = true;
+        m.unlock();
+        waiter_cpu = std::clock() - c0;
+    });
+    std::this_thread::sleep_for(milliseconds(200));
+    CHECK_FALSE(got.load());
+    m.unlock();
+    waiter.join();
+    CHECK(got.load());
+    CHECK(kw::token::SpinParkMutex::parks() > parks_before);
+    // Waiting 200 ms cost the waiter far less than 200 ms of CPU: it slept.
+    CHECK(waiter_cpu < CLOCKS_PER_SEC / 20);
 }

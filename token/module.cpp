@@ -29,7 +29,7 @@ std::uint64_t fork_generation() {
 
 }  // namespace
 
-Module::Module(const std::string& path) : path_(path) {
+Module::Module(const std::string& path, ModuleLocking locking) : path_(path), locking_(locking) {
     // RTLD_LOCAL keeps the module's symbols (and the OpenSSL it links) from
     // interposing ours.
     dl_ = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -57,8 +57,7 @@ Module::Module(const std::string& path) : path_(path) {
 }
 
 void Module::initialize() {
-    CK_C_INITIALIZE_ARGS args{};
-    args.flags = CKF_OS_LOCKING_OK;
+    CK_C_INITIALIZE_ARGS args = initialize_args(locking_);
     CK_RV rv = fn_->C_Initialize(&args);
     if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) throw Pkcs11Error("C_Initialize", rv);
     owns_init_ = owns_init_ || rv == CKR_OK;

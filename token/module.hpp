@@ -1,6 +1,7 @@
 #pragma once
 // A loaded PKCS#11 module: dlopen + C_GetFunctionList + C_Initialize with
-// CKF_OS_LOCKING_OK (the module uses OS mutexes; we call it from threads).
+// CKF_OS_LOCKING_OK and, by default, our own mutex callbacks (token/locking.hpp;
+// we call the module from threads).
 //
 // Fork: PKCS#11 state is not inherited across fork(). The Module remembers the
 // pid that initialised it; after fork, the child must call reinitialize()
@@ -15,6 +16,7 @@
 #include <memory>
 #include <string>
 
+#include "token/locking.hpp"
 #include "token/pkcs11.hpp"
 
 namespace kw::token {
@@ -23,13 +25,14 @@ class Module {
 public:
     /// Loads and initialises the module at `path`. Throws TokenError(module_load)
     /// or Pkcs11Error("C_Initialize", ...).
-    explicit Module(const std::string& path);
+    explicit Module(const std::string& path, ModuleLocking locking = ModuleLocking::keywarden);
     ~Module();
     Module(const Module&) = delete;
     Module& operator=(const Module&) = delete;
 
     [[nodiscard]] CK_FUNCTION_LIST* fn() const noexcept { return fn_; }
     [[nodiscard]] const std::string& path() const noexcept { return path_; }
+    [[nodiscard]] ModuleLocking locking() const noexcept { return locking_; }
 
     /// True when called in a process other than the one that initialised.
     [[nodiscard]] bool forked() const noexcept;
@@ -40,6 +43,7 @@ private:
     void initialize();
 
     std::string path_;
+    ModuleLocking locking_;
     void* dl_ = nullptr;
     CK_FUNCTION_LIST* fn_ = nullptr;
     std::uint64_t forks_ = 0;  // the process's fork count when initialised

@@ -17,7 +17,7 @@ std::string resolve_module(const std::string& path) {
 }  // namespace
 
 Token::Token(const TokenConfig& config)
-    : module_(std::make_unique<Module>(resolve_module(config.module_path))),
+    : module_(std::make_unique<Module>(resolve_module(config.module_path), config.locking)),
       info_(find_token(*module_, config.selector)),
       pool_(std::make_unique<SessionPool>(*module_, info_.slot, config.sessions)) {}
 

@@ -23,6 +23,7 @@ struct TokenConfig {
     std::string module_path;  // "" = SoftHSM default
     TokenSelector selector;
     std::size_t sessions = 2;
+    ModuleLocking locking = ModuleLocking::keywarden;
 };
 
 class Token {
@@ -36,6 +37,8 @@ public:
     /// C_Login(CKU_USER). Throws Pkcs11Error("C_Login", CKR_PIN_INCORRECT) etc.
     void login(SecretString pin);
     [[nodiscard]] bool logged_in() const noexcept { return logged_in_; }
+    /// The mutexes the module was initialised with.
+    [[nodiscard]] ModuleLocking locking() const noexcept { return module_->locking(); }
 
     /// A session from the pool. After fork, the first call in the child
     /// re-initialises the module, reopens sessions and logs in again.

@@ -31,13 +31,7 @@ Context::~Context() {
 
 token::Token& Context::token() {
     if (!token_) {
-        token::TokenConfig tc;
-        tc.module_path = config_.hsm_module;
-        tc.selector.label = config_.token_label;
-        tc.selector.serial = config_.token_serial;
-        tc.selector.uri = config_.token_uri;
-        tc.sessions = config_.sessions;
-        token_ = std::make_unique<token::Token>(tc);
+        token_ = std::make_unique<token::Token>(core::token_config(config_));
     }
     return *token_;
 }
