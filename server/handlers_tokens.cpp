@@ -20,8 +20,7 @@ void count_not_found(App& app, const Request& r, const VerifyAnswer& a) {
     if (a.verification.code == VerifyCode::NOT_FOUND) (void)app.not_found_limits.take("nf:" + r.peer, 1);
 }
 
-VerifyAnswer verify_one(App& app, std::string_view token, const std::optional<std::string>& scope,
-                        std::int64_t cost) {
+VerifyAnswer verify_one(App& app, std::string_view token, const std::optional<std::string>& scope, std::int64_t cost) {
     if (cost < 1 || cost > 1000) throw ApiError(400, "BAD_COST", "cost must be 1..1000");
     VerifyAnswer a;
     core::ratelimit::Decision& rl = a.rate;
