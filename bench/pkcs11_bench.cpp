@@ -45,8 +45,12 @@ int main(int argc, char** argv) {
     }
     const std::string label = argv[2];
     const bool ecdsa = std::string(argv[3]) == "ecdsa";
-    const double seconds = std::atof(argv[4]);
-    const int threads = std::atoi(argv[5]);
+    const double seconds = std::strtod(argv[4], nullptr);
+    const int threads = static_cast<int>(std::strtol(argv[5], nullptr, 10));
+    if (seconds <= 0 || threads <= 0) {
+        std::fprintf(stderr, "SECONDS and THREADS must be positive numbers\n");
+        return 2;
+    }
     const char* pin = std::getenv("BENCH_PIN");
     if (pin == nullptr) {
         std::fprintf(stderr, "pkcs11_bench: set BENCH_PIN\n");
@@ -79,6 +83,7 @@ int main(int argc, char** argv) {
     std::atomic<bool> stop{false};
     std::atomic<long> total{0};
     std::vector<std::thread> workers;
+    workers.reserve(static_cast<std::size_t>(threads));
     for (int t = 0; t < threads; ++t) {
         workers.emplace_back([&] {
             CK_SESSION_HANDLE s = 0;

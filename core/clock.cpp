@@ -42,7 +42,7 @@ std::optional<std::int64_t> parse_duration(std::string_view text) {
             text.remove_suffix(1);
             break;
         case 'w':
-            unit = 7 * 86400;
+            unit = std::int64_t{7} * 86400;
             text.remove_suffix(1);
             break;
         default: break;

@@ -201,7 +201,8 @@ void ObjectTable::refresh(const std::vector<client::KeyInfo>& keys) {
                 key_obj.sensitive.insert(t);
             }
         }
-        fresh[key_obj.handle] = std::make_shared<const Object>(std::move(key_obj));
+        const CK_OBJECT_HANDLE key_handle = key_obj.handle;
+        fresh[key_handle] = std::make_shared<const Object>(std::move(key_obj));
         if (secret) continue;
         for (const auto& v : k.versions) {
             if (!v.can_verify) continue;
@@ -213,7 +214,8 @@ void ObjectTable::refresh(const std::vector<client::KeyInfo>& keys) {
             pub.attributes[CKA_SIGN] = bool_bytes(false);
             pub.attributes[CKA_TRUSTED] = bool_bytes(false);
             public_attributes(pub, v.spki);
-            fresh[pub.handle] = std::make_shared<const Object>(std::move(pub));
+            const CK_OBJECT_HANDLE pub_handle = pub.handle;
+            fresh[pub_handle] = std::make_shared<const Object>(std::move(pub));
         }
     }
     objects_ = std::move(fresh);

@@ -61,13 +61,16 @@ SqliteSink::~SqliteSink() {
 }
 
 namespace {
-const std::string kLastEvent = std::string(kColumns) + " ORDER BY seq DESC LIMIT 1";
+const std::string& last_event_sql() {
+    static const std::string sql = std::string(kColumns) + " ORDER BY seq DESC LIMIT 1";
+    return sql;
+}
 constexpr const char* kLastCheckpoint =
     "SELECT seq, head_hash, time, signature FROM audit_checkpoints ORDER BY seq DESC LIMIT 1";
 }  // namespace
 
 std::optional<Event> SqliteSink::last_event() {
-    sqlite::Statement s(db_, kLastEvent.c_str());
+    sqlite::Statement s(db_, last_event_sql().c_str());
     if (!s.step()) return std::nullopt;
     return read_event(s);
 }
@@ -91,7 +94,7 @@ Sink::Batch SqliteSink::append_at_head(
     std::optional<Event> head;
     std::optional<Checkpoint> cp;
     {
-        auto s = writer_.get(kLastEvent);
+        auto s = writer_.get(last_event_sql());
         if (s->step()) head = read_event(*s);
     }
     {

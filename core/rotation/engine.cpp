@@ -404,7 +404,7 @@ std::vector<RotationRecord> Engine::run_due() {
     std::vector<RotationRecord> touched;
     const UnixTime now = keys_.clock().now();
     // 1. Open rotations: resume (after a crash too) or wait.
-    for (auto r : keys_.store().open_rotations()) {
+    for (const auto& r : keys_.store().open_rotations()) {
         const std::string lease = "rotation:" + r.key_id;
         if (!keys_.store().try_lease(lease, options_.owner, now, options_.lease_ttl)) continue;
         try {

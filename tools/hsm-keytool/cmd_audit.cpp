@@ -75,7 +75,11 @@ int verify_offline(const std::string& file, const std::string& pubkey_file, bool
             } else if (type == "checkpoint") {
                 checkpoints.push_back(audit::checkpoint_from_json(j));
             } else if (type != "header") {
-                throw usage(file + ":" + std::to_string(lineno) + ": unknown record type '" + type + "'");
+                std::string why = file;
+                why += ":" + std::to_string(lineno) + ": unknown record type '";
+                why += type;
+                why += "'";
+                throw usage(why);
             }
         } catch (const nlohmann::json::exception& e) {
             throw usage(file + ":" + std::to_string(lineno) + ": not an audit export line (" + e.what() + ")");
