@@ -9,6 +9,10 @@
 namespace kw::token {
 namespace {
 
+// The futex system call works on the atomic's storage as a plain 32-bit word.
+static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t) &&
+              std::atomic<std::uint32_t>::is_always_lock_free);
+
 std::atomic<std::uint64_t> g_parks{0};
 
 // Spin about as long as a park and wake-up would cost. SoftHSM holds one of
