@@ -55,6 +55,12 @@ Response key_hmac(App& app, const Request& r, const std::string& name);
 Response jwt_sign(App& app, const Request& r, const std::string& name);
 Response jwks(App& app, const Request& r);
 Response admin(App& app, const Request& r, const std::string& path);
+/// GET, PUT and DELETE /v1/admin/limits, for a caller already authorised
+/// with the admin scope (`admin_kid`: its credential).
+Response admin_limits(App& app, const Request& r, const std::string& admin_kid);
+/// Applies the limits kept in the store (set through the admin API before a
+/// restart) over the configuration's defaults.
+void apply_stored_limits(core::Store& store, core::ratelimit::Gcra& token_limits, core::ratelimit::Gcra& key_limits);
 Response metrics(App& app, const Request& r);
 Response healthz(App& app, const Request& r);
 Response readyz(App& app, const Request& r);

@@ -201,7 +201,7 @@ Response audit_query(App& app, const Request& r) {
 }  // namespace
 
 Response admin(App& app, const Request& r, const std::string& path) {
-    (void)authorize(app, r, "admin");
+    const auto admin = authorize(app, r, "admin");
     const bool get = r.method == "GET";
     const bool post = r.method == "POST";
     if (path == "/keys" && get) {
@@ -286,23 +286,7 @@ Response admin(App& app, const Request& r, const std::string& path) {
         app.policies = doc ? core::rotation::PolicySet::parse(doc->second, doc->first) : core::rotation::PolicySet{};
         return Response::json({{"policies", app.policies.policies().size()}});
     }
-    if (path == "/limits" && r.method == "PUT") {
-        auto body = parse_body(r, {"key", "token_kid", "limit", "period_ms", "burst"});
-        core::ratelimit::Limit l;
-        l.limit = optional_int(body, "limit").value_or(l.limit);
-        l.period_ms = optional_int(body, "period_ms").value_or(l.period_ms);
-        l.burst = optional_int(body, "burst").value_or(l.limit);
-        if (l.limit < 1 || l.period_ms < 1 || l.burst < 1)
-            throw ApiError(400, "BAD_LIMIT", "limit, period_ms and burst must be >= 1");
-        if (auto k = optional_string(body, "key")) {
-            app.key_limits.set_limit(*k, l);
-        } else if (auto t = optional_string(body, "token_kid")) {
-            app.token_limits.set_limit(*t, l);
-        } else {
-            app.token_limits.set_default(l);
-        }
-        return Response::json({{"limit", l.limit}, {"period_ms", l.period_ms}, {"burst", l.burst}});
-    }
+    if (path == "/limits") return admin_limits(app, r, admin.kid);
     if (path == "/audit" && get) return audit_query(app, r);
     throw ApiError(404, "NOT_FOUND", "no admin endpoint " + r.method + " " + path);
 }

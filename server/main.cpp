@@ -121,6 +121,8 @@ int run(int argc, char** argv) {
     core::ratelimit::Gcra token_limits(
         core::ratelimit::Limit{config.token_limit, config.token_period_ms, config.token_burst});
     core::ratelimit::Gcra key_limits(core::ratelimit::Limit{config.key_limit, config.key_period_ms, config.key_burst});
+    // Limits set through the admin API before a restart win over the config.
+    server::apply_stored_limits(*store, token_limits, key_limits);
     core::ratelimit::Gcra not_found_limits(core::ratelimit::Limit{30, 60000, 30});  // 30 unknown tokens a minute
     core::ratelimit::DenialSampler denials;  // 10 per key per minute audited, then 1 in 100
     core::metrics::Registry metrics;

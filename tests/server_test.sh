@@ -438,6 +438,27 @@ jcheck "rate-limit refusals audited" '{(e["key"], e["op"]) for e in j["events"]}
 ok "both rate-limit refusals are audited (rate_limited events for svc and pay-hmac)"
 expect 200 "key limit back" PUT /v1/admin/limits '{"key": "pay-hmac", "limit": 1000, "period_ms": 1000, "burst": 1000}' "$ADMIN"
 
+# Limits set here are listed, removable, audited, and refused for a subject
+# that does not exist (the restart below checks that they are kept).
+expect 200 "list limits" GET /v1/admin/limits "" "$ADMIN"
+jcheck "GET /v1/admin/limits lists the key and token limits set above, the defaults from the config" \
+  "[(k['key'], k['limit'], k['updated_by'] != '') for k in j['keys']] == [('pay-hmac', 1000, True)]
+   and [(t['token_kid'], t['limit']) for t in j['tokens']] == [('$SVC_KID', 100000)]
+   and j['token_default']['source'] == 'config' and j['key_default']['source'] == 'config'"
+expect_error 404 KEY_NOT_FOUND "PUT a limit for a key that does not exist" PUT /v1/admin/limits '{"key": "no-such-key", "limit": 5}' "$ADMIN"
+expect_error 404 TOKEN_NOT_FOUND "PUT a limit for a token kid that does not exist" PUT /v1/admin/limits '{"token_kid": "nokid", "limit": 5}' "$ADMIN"
+expect_error 400 BAD_REQUEST "PUT naming both a key and a token" PUT /v1/admin/limits "{\"key\": \"pay-hmac\", \"token_kid\": \"$SVC_KID\", \"limit\": 5}" "$ADMIN"
+expect_error 400 UNKNOWN_FIELD "DELETE with a limit in the body" DELETE /v1/admin/limits '{"key": "pay-hmac", "limit": 5}' "$ADMIN"
+expect_error 403 AUTH_SCOPE "GET /v1/admin/limits with a read_write token" GET /v1/admin/limits "" "$SVC"
+expect 200 "remove key limit" DELETE /v1/admin/limits '{"key": "pay-hmac"}' "$ADMIN"
+jcheck "DELETE a key limit -> the key default from the config applies again" 'j == {"limit": 1000, "period_ms": 1000, "burst": 1000}'
+expect_error 404 LIMIT_NOT_FOUND "DELETE a key limit twice" DELETE /v1/admin/limits '{"key": "pay-hmac"}' "$ADMIN"
+expect 200 "list limits after delete" GET /v1/admin/limits "" "$ADMIN"
+jcheck "the removed key limit is gone from the list" 'j["keys"] == []'
+expect 200 "audit policy_changed" GET "/v1/admin/audit?event=policy_changed" "" "$ADMIN"
+jcheck "limit changes are audited as policy_changed (set_limit, remove_limit)" \
+  '{(e["op"], e["key"]) for e in j["events"]} >= {("set_limit", "pay-hmac"), ("remove_limit", "pay-hmac"), ("set_limit", "")}'
+
 # Denials are audited sampled (first 10 per key per minute, then 1 in 100),
 # each audited one carrying how many it suppressed; metrics count them all.
 expect 201 "issue flood" POST /v1/admin/tokens '{"name": "flood", "scopes": ["read_only"]}' "$ADMIN"
@@ -700,6 +721,15 @@ ok "no raw token anywhere in the audit log ($(wc -l < out) events)"
 # ==================================================================================
 start_daemon daemon-b.log
 ok "keywardend B starts on the same store"
+expect 200 "B list limits" GET /v1/admin/limits "" "$ADMIN"
+jcheck "B: the limits set through the admin API before the restart are still there" \
+  "{(t['token_kid'], t['limit'], t['period_ms']) for t in j['tokens']} >= {('$FLOOD_KID', 1, 3600000), ('$SVC_KID', 100000, 1000)}"
+"${CLIENT[@]}" burst "$HOST" "$PORT" POST /v1/tokens/verify "" "{\"token\": \"$FLOOD\"}" 2 >out 2>err || fail "B: two flood verifications"
+$PY -c "import json, sys
+r = [json.loads(l) for l in open('out') if l.strip()]
+codes = [x['body']['code'] for x in r]
+sys.exit(0 if codes == ['VALID', 'RATE_LIMITED'] else 'codes %s, want VALID then RATE_LIMITED' % codes)" || fail "B: the flood token's 1/hour limit is not enforced after the restart"
+ok "B: a token limit set before the restart is enforced after it (1 VALID, then RATE_LIMITED)"
 COUNTED=$(cat counted.tok)
 expect 200 "B sign" POST /v1/keys/pay-ecdsa/sign "{\"data\": \"$MSG_B64\"}" "$SVC"
 ok "B signs"

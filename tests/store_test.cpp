@@ -401,6 +401,41 @@ TEST_CASE("meta get/set") {
     CHECK(store->get_meta("empty") == "");
 }
 
+TEST_CASE("rate limits set through the admin API: put replaces, list is ordered, remove once, bad values refused") {
+    const std::string path = fresh_path("limits");
+    {
+        auto store = open_store(path);
+        CHECK(store->limits().empty());
+        store->put_limit({"token", "kid-b", 5, 2000, 5, 100, "admin-kid"});
+        store->put_limit({"key", "pay", 3, 1000, 3, 101, "admin-kid"});
+        store->put_limit({"token_default", "", 50, 1000, 60, 102, "admin-kid"});
+        store->put_limit({"token", "kid-b", 7, 1000, 9, 103, "other-admin"});  // replaces
+        const auto all = store->limits();
+        REQUIRE(all.size() == 3);
+        CHECK(all[0].scope == "key");
+        CHECK(all[1].scope == "token");
+        CHECK(all[1].subject == "kid-b");
+        CHECK(all[1].limit == 7);
+        CHECK(all[1].period_ms == 1000);
+        CHECK(all[1].burst == 9);
+        CHECK(all[1].updated_at == 103);
+        CHECK(all[1].updated_by == "other-admin");
+        CHECK(all[2].scope == "token_default");
+        CHECK(all[2].subject.empty());
+        // The schema refuses what the API refuses, whoever writes.
+        CHECK_THROWS_AS(store->put_limit({"token", "kid-c", 0, 1000, 1, 104, "a"}), Error);
+        CHECK_THROWS_AS(store->put_limit({"everything", "", 1, 1000, 1, 104, "a"}), Error);
+        CHECK(store->remove_limit("key", "pay"));
+        CHECK_FALSE(store->remove_limit("key", "pay"));
+        CHECK_FALSE(store->remove_limit("token", "pay"));
+    }
+    auto store = open_store(path);  // kept across a reopen
+    const auto all = store->limits();
+    REQUIRE(all.size() == 2);
+    CHECK(all[0].subject == "kid-b");
+    CHECK(all[1].limit == 50);
+}
+
 TEST_CASE("a store locked by another connection gives store_locked after busy_timeout_ms, then works") {
     const std::string path = fresh_path("locked");
     auto store = open_store("sqlite:" + path, StoreOptions{100});

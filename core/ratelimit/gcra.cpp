@@ -23,6 +23,17 @@ void Gcra::set_limit(const std::string& key, Limit limit) {
     tat_.erase(key);  // a new limit starts with a full allowance
 }
 
+void Gcra::remove_limit(const std::string& key) {
+    std::lock_guard lock(mutex_);
+    limits_.erase(key);
+    tat_.erase(key);
+}
+
+Limit Gcra::default_limit() const {
+    std::lock_guard lock(mutex_);
+    return default_;
+}
+
 Limit Gcra::limit_for(const std::string& key) const {
     std::lock_guard lock(mutex_);
     auto it = limits_.find(key);

@@ -38,6 +38,9 @@ public:
     [[nodiscard]] Decision peek(const std::string& key, std::int64_t cost = 1);
     void set_default(Limit limit);
     void set_limit(const std::string& key, Limit limit);
+    /// Back to the default for `key` (a full allowance, as after set_limit).
+    void remove_limit(const std::string& key);
+    [[nodiscard]] Limit default_limit() const;
     [[nodiscard]] Limit limit_for(const std::string& key) const;
 
 private:

@@ -93,6 +93,17 @@ struct RotationRecord {
     std::string params;  // JSON snapshot of the policy parameters at start
 };
 
+/// A rate limit set through the admin API, kept across restarts.
+struct StoredLimit {
+    std::string scope;    // "token_default", "token" (subject: token kid), "key" (subject: key name)
+    std::string subject;  // "" for token_default
+    std::int64_t limit = 0;
+    std::int64_t period_ms = 0;
+    std::int64_t burst = 0;
+    UnixTime updated_at = 0;
+    std::string updated_by;  // the admin credential's kid
+};
+
 class Store {
 public:
     virtual ~Store() = default;
@@ -169,6 +180,13 @@ public:
                                       std::string_view actor) = 0;
     /// The newest applied policy document: {source, text}.
     [[nodiscard]] virtual std::optional<std::pair<std::string, std::string>> policy_document() = 0;
+
+    /// Inserts or replaces the limit for (scope, subject).
+    virtual void put_limit(const StoredLimit& limit) = 0;
+    /// Removes it; false when there was none.
+    [[nodiscard]] virtual bool remove_limit(std::string_view scope, std::string_view subject) = 0;
+    /// Every stored limit, ordered by scope and subject.
+    [[nodiscard]] virtual std::vector<StoredLimit> limits() = 0;
 
     [[nodiscard]] virtual std::optional<std::string> get_meta(std::string_view name) = 0;
     virtual void set_meta(std::string_view name, std::string_view value) = 0;

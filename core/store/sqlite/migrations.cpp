@@ -183,6 +183,21 @@ CREATE TRIGGER tokens_generation_update
 CREATE TRIGGER tokens_generation_delete AFTER DELETE ON api_tokens BEGIN
     UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'keys_generation'; END;
 )sql"},
+    Migration{8, R"sql(
+-- Rate limits set through the admin API (PUT /v1/admin/limits). keywardend
+-- applies them at start over the configuration's defaults, so a limit an
+-- operator set survives a restart until it is removed.
+CREATE TABLE rate_limits (
+    scope       TEXT NOT NULL CHECK (scope IN ('token_default', 'token', 'key')),
+    subject     TEXT NOT NULL,  -- token kid, key name, '' for token_default
+    lim         INTEGER NOT NULL CHECK (lim >= 1),
+    period_ms   INTEGER NOT NULL CHECK (period_ms >= 1),
+    burst       INTEGER NOT NULL CHECK (burst >= 1),
+    updated_at  INTEGER NOT NULL,
+    updated_by  TEXT NOT NULL,
+    PRIMARY KEY (scope, subject)
+);
+)sql"},
 };
 
 int current_version(Database& db) {

@@ -561,6 +561,50 @@ std::optional<std::pair<std::string, std::string>> SqliteStore::policy_document(
     return std::make_pair(s.text(0), s.text(1));
 }
 
+void SqliteStore::put_limit(const StoredLimit& l) {
+    std::lock_guard lock(mutex_);
+    Statement s(db_,
+                "INSERT INTO rate_limits(scope, subject, lim, period_ms, burst, updated_at, updated_by) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(scope, subject) DO UPDATE SET lim = excluded.lim, "
+                "period_ms = excluded.period_ms, burst = excluded.burst, updated_at = excluded.updated_at, "
+                "updated_by = excluded.updated_by");
+    s.bind(1, l.scope)
+        .bind(2, l.subject)
+        .bind(3, l.limit)
+        .bind(4, l.period_ms)
+        .bind(5, l.burst)
+        .bind(6, l.updated_at)
+        .bind(7, l.updated_by)
+        .run();
+}
+
+bool SqliteStore::remove_limit(std::string_view scope, std::string_view subject) {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, "DELETE FROM rate_limits WHERE scope = ?1 AND subject = ?2");
+    s.bind(1, scope).bind(2, subject).run();
+    return sqlite3_changes(db_.get()) == 1;
+}
+
+std::vector<StoredLimit> SqliteStore::limits() {
+    std::lock_guard lock(mutex_);
+    Statement s(db_,
+                "SELECT scope, subject, lim, period_ms, burst, updated_at, updated_by FROM rate_limits "
+                "ORDER BY scope, subject");
+    std::vector<StoredLimit> out;
+    while (s.step()) {
+        StoredLimit l;
+        l.scope = s.text(0);
+        l.subject = s.text(1);
+        l.limit = s.integer(2);
+        l.period_ms = s.integer(3);
+        l.burst = s.integer(4);
+        l.updated_at = s.integer(5);
+        l.updated_by = s.text(6);
+        out.push_back(std::move(l));
+    }
+    return out;
+}
+
 std::optional<std::string> SqliteStore::get_meta(std::string_view name) {
     std::lock_guard lock(mutex_);
     Statement s(db_, "SELECT value FROM meta WHERE name = ?1");

@@ -48,6 +48,9 @@ public:
     void save_policy_document(std::string_view source, std::string_view text, UnixTime at,
                               std::string_view actor) override;
     [[nodiscard]] std::optional<std::pair<std::string, std::string>> policy_document() override;
+    void put_limit(const StoredLimit& limit) override;
+    [[nodiscard]] bool remove_limit(std::string_view scope, std::string_view subject) override;
+    [[nodiscard]] std::vector<StoredLimit> limits() override;
     [[nodiscard]] std::optional<std::string> get_meta(std::string_view name) override;
     void set_meta(std::string_view name, std::string_view value) override;
     [[nodiscard]] StoreStats stats() override;

@@ -1,0 +1,136 @@
+// /v1/admin/limits: rate limits set at run time, kept in the store so they
+// survive a restart, and audited as policy changes.
+#include "server/api_error.hpp"
+#include "server/app.hpp"
+
+namespace kw::server {
+namespace {
+
+nlohmann::json limit_json(const core::ratelimit::Limit& l) {
+    return {{"limit", l.limit}, {"period_ms", l.period_ms}, {"burst", l.burst}};
+}
+
+// Which limit a request body names: a key's, a token's, or the default for tokens.
+struct Subject {
+    std::string scope;  // as stored: "key", "token", "token_default"
+    std::string name;   // key name or token kid; "" for token_default
+};
+
+Subject subject_of(App& app, const nlohmann::json& body) {
+    auto key = optional_string(body, "key");
+    auto kid = optional_string(body, "token_kid");
+    if (key && kid) throw ApiError(400, "BAD_REQUEST", "give either key or token_kid, not both");
+    if (key) {
+        // A typo must not become a limit on nothing.
+        if (!app.store.find_key(*key)) throw ApiError(404, "KEY_NOT_FOUND", "no key named '" + *key + "'");
+        return {"key", *key};
+    }
+    if (kid) {
+        if (!app.store.token_record(*kid))
+            throw ApiError(404, "TOKEN_NOT_FOUND", "no API token with kid '" + *kid + "'");
+        return {"token", *kid};
+    }
+    return {"token_default", ""};
+}
+
+core::ratelimit::Gcra& limiter_for(App& app, const Subject& s) {
+    return s.scope == "key" ? app.key_limits : app.token_limits;
+}
+
+void audit_change(App& app, const Subject& s, const std::string& op, const std::string& admin_kid,
+                  nlohmann::json details) {
+    details["scope"] = s.scope;
+    details["by"] = admin_kid;
+    app.keys.audit(core::audit::EventType::policy_changed, s.scope == "key" ? s.name : "",
+                   s.scope == "token" ? s.name : "", op, "ok", std::move(details));
+}
+
+Response list(App& app) {
+    nlohmann::json tokens = nlohmann::json::array();
+    nlohmann::json keys = nlohmann::json::array();
+    nlohmann::json stored_default = nullptr;
+    for (const auto& l : app.store.limits()) {
+        nlohmann::json j = limit_json({l.limit, l.period_ms, l.burst});
+        j["updated_at"] = l.updated_at;
+        j["updated_by"] = l.updated_by;
+        if (l.scope == "token_default") {
+            stored_default = j;
+            continue;
+        }
+        j[l.scope == "key" ? "key" : "token_kid"] = l.subject;
+        (l.scope == "key" ? keys : tokens).push_back(std::move(j));
+    }
+    nlohmann::json token_default = limit_json(app.token_limits.default_limit());
+    token_default["source"] = stored_default.is_null() ? "config" : "admin";
+    if (!stored_default.is_null()) {
+        token_default["updated_at"] = stored_default["updated_at"];
+        token_default["updated_by"] = stored_default["updated_by"];
+    }
+    nlohmann::json key_default = limit_json(app.key_limits.default_limit());
+    key_default["source"] = "config";
+    return Response::json(
+        {{"token_default", token_default}, {"key_default", key_default}, {"tokens", tokens}, {"keys", keys}});
+}
+
+Response put(App& app, const Request& r, const std::string& admin_kid) {
+    auto body = parse_body(r, {"key", "token_kid", "limit", "period_ms", "burst"});
+    core::ratelimit::Limit l;
+    l.limit = optional_int(body, "limit").value_or(l.limit);
+    l.period_ms = optional_int(body, "period_ms").value_or(l.period_ms);
+    l.burst = optional_int(body, "burst").value_or(l.limit);
+    if (l.limit < 1 || l.period_ms < 1 || l.burst < 1)
+        throw ApiError(400, "BAD_LIMIT", "limit, period_ms and burst must be >= 1");
+    const Subject s = subject_of(app, body);
+    // Audit first (fail closed), then keep it, then apply it.
+    audit_change(app, s, "set_limit", admin_kid, limit_json(l));
+    app.store.put_limit({s.scope, s.name, l.limit, l.period_ms, l.burst, app.keys.clock().now(), admin_kid});
+    if (s.scope == "token_default") {
+        app.token_limits.set_default(l);
+    } else {
+        limiter_for(app, s).set_limit(s.name, l);
+    }
+    return Response::json(limit_json(l));
+}
+
+Response remove(App& app, const Request& r, const std::string& admin_kid) {
+    auto body = parse_body(r, {"key", "token_kid"});
+    const Subject s = subject_of(app, body);
+    const core::ratelimit::Limit config_default{app.config.token_limit, app.config.token_period_ms,
+                                                app.config.token_burst};
+    audit_change(app, s, "remove_limit", admin_kid, nlohmann::json::object());
+    if (!app.store.remove_limit(s.scope, s.name)) {
+        throw ApiError(404, "LIMIT_NOT_FOUND", "no limit was set for this " + s.scope + " through the admin API");
+    }
+    if (s.scope == "token_default") {
+        app.token_limits.set_default(config_default);
+    } else {
+        limiter_for(app, s).remove_limit(s.name);
+    }
+    // What now applies to the subject.
+    return Response::json(
+        limit_json(s.scope == "token_default" ? config_default : limiter_for(app, s).limit_for(s.name)));
+}
+
+}  // namespace
+
+Response admin_limits(App& app, const Request& r, const std::string& admin_kid) {
+    if (r.method == "GET") return list(app);
+    if (r.method == "PUT") return put(app, r, admin_kid);
+    if (r.method == "DELETE") return remove(app, r, admin_kid);
+    throw ApiError(405, "METHOD_NOT_ALLOWED", "use GET, PUT or DELETE on /v1/admin/limits");
+}
+
+void apply_stored_limits(core::Store& store, core::ratelimit::Gcra& token_limits, core::ratelimit::Gcra& key_limits) {
+    for (const auto& l : store.limits()) {
+        const core::ratelimit::Limit limit{l.limit, l.period_ms, l.burst};
+        if (l.scope == "token_default") {
+            token_limits.set_default(limit);
+        } else if (l.scope == "token") {
+            token_limits.set_limit(l.subject, limit);
+        } else if (l.scope == "key") {
+            key_limits.set_limit(l.subject, limit);
+        }
+    }
+}
+
+}  // namespace kw::server
