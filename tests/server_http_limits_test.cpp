@@ -167,7 +167,9 @@ TEST_CASE("admin auth matrix") {
         {"GET", "/v1/admin/keys", "", 200},
         {"GET", "/v1/admin/audit?limit=1", "", 200},
         {"GET", "/v1/admin/rotations/stats", "", 200},
-        {"PUT", "/v1/admin/limits", R"({"key":"c-unused","limit":9})", 200},
+        {"PUT", "/v1/admin/limits", R"({"key":"c-adm-wide","limit":9})", 200},
+        {"GET", "/v1/admin/limits", "", 200},
+        {"DELETE", "/v1/admin/limits", R"({"key":"c-adm-wide"})", 200},
         {"POST", "/v1/admin/policies/reload", "{}", 200},
         {"GET", "/v1/admin/no-such-endpoint", "", 404},  // authentication comes before routing
     };
