@@ -1,5 +1,7 @@
 // /v1/admin/limits: rate limits set at run time, kept in the store so they
 // survive a restart, and audited as policy changes.
+#include <algorithm>
+
 #include "server/api_error.hpp"
 #include "server/app.hpp"
 
@@ -75,7 +77,9 @@ Response list(App& app) {
 Response put(App& app, const Request& r, const std::string& admin_kid) {
     auto body = parse_body(r, {"key", "token_kid", "limit", "period_ms", "burst"});
     core::ratelimit::Limit l;
-    l.limit = optional_int(body, "limit").value_or(l.limit);
+    const auto limit = optional_int(body, "limit");
+    if (!limit) throw ApiError(400, "MISSING_FIELD", "field 'limit' is required");
+    l.limit = *limit;
     l.period_ms = optional_int(body, "period_ms").value_or(l.period_ms);
     l.burst = optional_int(body, "burst").value_or(l.limit);
     if (l.limit < 1 || l.period_ms < 1 || l.burst < 1)
@@ -97,10 +101,14 @@ Response remove(App& app, const Request& r, const std::string& admin_kid) {
     const Subject s = subject_of(app, body);
     const core::ratelimit::Limit config_default{app.config.token_limit, app.config.token_period_ms,
                                                 app.config.token_burst};
-    audit_change(app, s, "remove_limit", admin_kid, nlohmann::json::object());
-    if (!app.store.remove_limit(s.scope, s.name)) {
+    const auto stored = app.store.limits();
+    const bool exists = std::any_of(stored.begin(), stored.end(),
+                                    [&](const auto& l) { return l.scope == s.scope && l.subject == s.name; });
+    if (!exists)
         throw ApiError(404, "LIMIT_NOT_FOUND", "no limit was set for this " + s.scope + " through the admin API");
-    }
+    // Audited before it happens (fail closed); only what exists is removed.
+    audit_change(app, s, "remove_limit", admin_kid, nlohmann::json::object());
+    (void)app.store.remove_limit(s.scope, s.name);
     if (s.scope == "token_default") {
         app.token_limits.set_default(config_default);
     } else {

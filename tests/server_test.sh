@@ -448,6 +448,7 @@ jcheck "GET /v1/admin/limits lists the key and token limits set above, the defau
 expect_error 404 KEY_NOT_FOUND "PUT a limit for a key that does not exist" PUT /v1/admin/limits '{"key": "no-such-key", "limit": 5}' "$ADMIN"
 expect_error 404 TOKEN_NOT_FOUND "PUT a limit for a token kid that does not exist" PUT /v1/admin/limits '{"token_kid": "nokid", "limit": 5}' "$ADMIN"
 expect_error 400 BAD_REQUEST "PUT naming both a key and a token" PUT /v1/admin/limits "{\"key\": \"pay-hmac\", \"token_kid\": \"$SVC_KID\", \"limit\": 5}" "$ADMIN"
+expect_error 400 MISSING_FIELD "PUT a limit without 'limit'" PUT /v1/admin/limits '{"key": "pay-hmac", "period_ms": 1000}' "$ADMIN"
 expect_error 400 UNKNOWN_FIELD "DELETE with a limit in the body" DELETE /v1/admin/limits '{"key": "pay-hmac", "limit": 5}' "$ADMIN"
 expect_error 403 AUTH_SCOPE "GET /v1/admin/limits with a read_write token" GET /v1/admin/limits "" "$SVC"
 expect 200 "remove key limit" DELETE /v1/admin/limits '{"key": "pay-hmac"}' "$ADMIN"
@@ -458,6 +459,9 @@ jcheck "the removed key limit is gone from the list" 'j["keys"] == []'
 expect 200 "audit policy_changed" GET "/v1/admin/audit?event=policy_changed" "" "$ADMIN"
 jcheck "limit changes are audited as policy_changed (set_limit, remove_limit)" \
   '{(e["op"], e["key"]) for e in j["events"]} >= {("set_limit", "pay-hmac"), ("remove_limit", "pay-hmac"), ("set_limit", "")}'
+jcheck "a refused change is not audited as one (one remove_limit for two DELETEs, no set_limit for unknown subjects)" \
+  '[e["key"] for e in j["events"] if e["op"] == "remove_limit"] == ["pay-hmac"]
+   and not any(e["key"] == "no-such-key" or e["kid"] == "nokid" for e in j["events"])'
 
 # Denials are audited sampled (first 10 per key per minute, then 1 in 100),
 # each audited one carrying how many it suppressed; metrics count them all.
