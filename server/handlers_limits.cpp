@@ -39,6 +39,18 @@ core::ratelimit::Gcra& limiter_for(App& app, const Subject& s) {
     return s.scope == "key" ? app.key_limits : app.token_limits;
 }
 
+// One stored or newly set limit into the limiters.
+void apply_limit(const std::string& scope, const std::string& subject, const core::ratelimit::Limit& limit,
+                 core::ratelimit::Gcra& token_limits, core::ratelimit::Gcra& key_limits) {
+    if (scope == "token_default") {
+        token_limits.set_default(limit);
+    } else if (scope == "token") {
+        token_limits.set_limit(subject, limit);
+    } else if (scope == "key") {
+        key_limits.set_limit(subject, limit);
+    }
+}
+
 void audit_change(App& app, const Subject& s, const std::string& op, const std::string& admin_kid,
                   nlohmann::json details) {
     details["scope"] = s.scope;
@@ -50,23 +62,20 @@ void audit_change(App& app, const Subject& s, const std::string& op, const std::
 Response list(App& app) {
     nlohmann::json tokens = nlohmann::json::array();
     nlohmann::json keys = nlohmann::json::array();
-    nlohmann::json stored_default = nullptr;
+    nlohmann::json token_default = limit_json(app.token_limits.default_limit());
+    token_default["source"] = "config";
     for (const auto& l : app.store.limits()) {
+        if (l.scope == "token_default") {
+            token_default["source"] = "admin";
+            token_default["updated_at"] = l.updated_at;
+            token_default["updated_by"] = l.updated_by;
+            continue;
+        }
         nlohmann::json j = limit_json({l.limit, l.period_ms, l.burst});
         j["updated_at"] = l.updated_at;
         j["updated_by"] = l.updated_by;
-        if (l.scope == "token_default") {
-            stored_default = j;
-            continue;
-        }
         j[l.scope == "key" ? "key" : "token_kid"] = l.subject;
         (l.scope == "key" ? keys : tokens).push_back(std::move(j));
-    }
-    nlohmann::json token_default = limit_json(app.token_limits.default_limit());
-    token_default["source"] = stored_default.is_null() ? "config" : "admin";
-    if (!stored_default.is_null()) {
-        token_default["updated_at"] = stored_default["updated_at"];
-        token_default["updated_by"] = stored_default["updated_by"];
     }
     nlohmann::json key_default = limit_json(app.key_limits.default_limit());
     key_default["source"] = "config";
@@ -88,19 +97,13 @@ Response put(App& app, const Request& r, const std::string& admin_kid) {
     // Audit first (fail closed), then keep it, then apply it.
     audit_change(app, s, "set_limit", admin_kid, limit_json(l));
     app.store.put_limit({s.scope, s.name, l.limit, l.period_ms, l.burst, app.keys.clock().now(), admin_kid});
-    if (s.scope == "token_default") {
-        app.token_limits.set_default(l);
-    } else {
-        limiter_for(app, s).set_limit(s.name, l);
-    }
+    apply_limit(s.scope, s.name, l, app.token_limits, app.key_limits);
     return Response::json(limit_json(l));
 }
 
 Response remove(App& app, const Request& r, const std::string& admin_kid) {
     auto body = parse_body(r, {"key", "token_kid"});
     const Subject s = subject_of(app, body);
-    const core::ratelimit::Limit config_default{app.config.token_limit, app.config.token_period_ms,
-                                                app.config.token_burst};
     const auto stored = app.store.limits();
     const bool exists = std::any_of(stored.begin(), stored.end(),
                                     [&](const auto& l) { return l.scope == s.scope && l.subject == s.name; });
@@ -109,14 +112,13 @@ Response remove(App& app, const Request& r, const std::string& admin_kid) {
     // Audited before it happens (fail closed); only what exists is removed.
     audit_change(app, s, "remove_limit", admin_kid, nlohmann::json::object());
     (void)app.store.remove_limit(s.scope, s.name);
+    auto& limiter = limiter_for(app, s);
     if (s.scope == "token_default") {
-        app.token_limits.set_default(config_default);
-    } else {
-        limiter_for(app, s).remove_limit(s.name);
+        limiter.set_default({app.config.token_limit, app.config.token_period_ms, app.config.token_burst});
+        return Response::json(limit_json(limiter.default_limit()));
     }
-    // What now applies to the subject.
-    return Response::json(
-        limit_json(s.scope == "token_default" ? config_default : limiter_for(app, s).limit_for(s.name)));
+    limiter.remove_limit(s.name);
+    return Response::json(limit_json(limiter.limit_for(s.name)));  // what now applies
 }
 
 }  // namespace
@@ -130,14 +132,7 @@ Response admin_limits(App& app, const Request& r, const std::string& admin_kid) 
 
 void apply_stored_limits(core::Store& store, core::ratelimit::Gcra& token_limits, core::ratelimit::Gcra& key_limits) {
     for (const auto& l : store.limits()) {
-        const core::ratelimit::Limit limit{l.limit, l.period_ms, l.burst};
-        if (l.scope == "token_default") {
-            token_limits.set_default(limit);
-        } else if (l.scope == "token") {
-            token_limits.set_limit(l.subject, limit);
-        } else if (l.scope == "key") {
-            key_limits.set_limit(l.subject, limit);
-        }
+        apply_limit(l.scope, l.subject, {l.limit, l.period_ms, l.burst}, token_limits, key_limits);
     }
 }
 
