@@ -113,10 +113,13 @@ void apply_file(Config& c, const std::string& file) {
     }
     if (const auto* t = section("server")) {
         reject_unknown(file, *t, "server",
-                       {"listen", "unix_socket", "local_socket", "local_max_connections", "usage_flush_ms", "spin_us"});
+                       {"listen", "unix_socket", "unix_socket_group", "local_socket", "local_socket_group",
+                        "local_max_connections", "usage_flush_ms", "spin_us"});
         read(file, *t, "listen", c.listen);
         read(file, *t, "unix_socket", c.unix_socket);
         read(file, *t, "local_socket", c.local_socket);
+        read(file, *t, "unix_socket_group", c.unix_socket_group);
+        read(file, *t, "local_socket_group", c.local_socket_group);
         read(file, *t, "local_max_connections", c.local_max_connections);
         read(file, *t, "usage_flush_ms", c.usage_flush_ms);
         if (c.usage_flush_ms < 1) bad(file, *t->get("usage_flush_ms"), "server.usage_flush_ms must be at least 1");

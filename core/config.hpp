@@ -48,9 +48,13 @@ struct Config {
     // [server]
     std::string listen = "127.0.0.1:8443";
     std::string unix_socket;
+    // A group (name or number) whose members may connect to unix_socket
+    // (mode 0660 instead of 0600); "" for the daemon's user only.
+    std::string unix_socket_group;
     // The local binary protocol (docs/local-protocol.md) for the PKCS#11
     // module and the OpenSSL provider: a unix socket, "" disables it.
     std::string local_socket;
+    std::string local_socket_group;  // as unix_socket_group, for local_socket
     std::int64_t local_max_connections = 256;
     // Use counts of unlimited API tokens are written in one batch this often;
     // a kill -9 loses at most this much of them (docs/operations.md).

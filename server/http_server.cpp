@@ -9,6 +9,7 @@
 
 #include "core/thread_name.hpp"
 #include "server/response_writer.hpp"
+#include "server/socket_access.hpp"
 
 namespace kw::server {
 namespace {
@@ -202,11 +203,24 @@ void HttpServer::start() {
     }
     if (!options_.unix_socket.empty()) {
         std::filesystem::remove(options_.unix_socket);
-        // Created 0600 (umask during bind): only the daemon's user may connect.
-        mode_t old = ::umask(0177);
-        unix_ = std::make_unique<asio::local::stream_protocol::acceptor>(
-            io_, asio::local::stream_protocol::endpoint(options_.unix_socket));
+        // Created 0600 (umask during bind): only the daemon's user may
+        // connect, unless a group is given access before listen().
+        const asio::local::stream_protocol::endpoint ep(options_.unix_socket);
+        unix_ = std::make_unique<asio::local::stream_protocol::acceptor>(io_, ep.protocol());
+        const mode_t old = ::umask(0177);
+        beast::error_code ec;
+        unix_->bind(ep, ec);
         ::umask(old);
+        if (ec) throw beast::system_error(ec, "unix socket " + options_.unix_socket);
+        if (options_.unix_socket_gid) {
+            try {
+                share_socket_with_group(options_.unix_socket, *options_.unix_socket_gid);
+            } catch (...) {
+                std::filesystem::remove(options_.unix_socket);
+                throw;
+            }
+        }
+        unix_->listen();
         accept_loop<asio::local::stream_protocol::acceptor, asio::local::stream_protocol::socket>(
             *unix_, app_, options_, sweeper_, in_flight_, "unix");
     }

@@ -10,6 +10,7 @@
 // clang-format on
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,6 +23,7 @@ namespace kw::server {
 struct HttpOptions {
     std::string listen = "127.0.0.1:8443";  // "" disables TCP
     std::string unix_socket;                // "" disables the unix socket
+    std::optional<gid_t> unix_socket_gid;   // members may connect (0660); else 0600
     std::size_t threads = 4;
     std::size_t body_limit = 1 << 20;  // bytes
     std::size_t header_limit = std::size_t{16} * 1024;

@@ -29,6 +29,7 @@
 #include "server/alert_hooks.hpp"
 #include "server/http_server.hpp"
 #include "server/local/local_server.hpp"
+#include "server/socket_access.hpp"
 #include "token/error.hpp"
 #include "token/pin.hpp"
 
@@ -172,6 +173,12 @@ int run(int argc, char** argv) {
     server::HttpOptions ho;
     ho.listen = config.listen;
     ho.unix_socket = config.unix_socket;
+    // Unknown groups are refused here, before anything listens.
+    if (!config.unix_socket_group.empty())
+        ho.unix_socket_gid = server::resolve_group(config.unix_socket_group, "server.unix_socket_group");
+    std::optional<gid_t> local_gid;
+    if (!config.local_socket_group.empty())
+        local_gid = server::resolve_group(config.local_socket_group, "server.local_socket_group");
     ho.threads = vm["threads"].as<std::size_t>();
     ho.spin = std::chrono::microseconds(config.spin_us);
     // More workers than CPUs only adds thread hand-offs, which cost more than
@@ -181,7 +188,7 @@ int run(int argc, char** argv) {
     http.start();
     std::optional<server::local::LocalServer> local;
     if (!config.local_socket.empty()) {
-        local.emplace(app, server::local::LocalOptions{config.local_socket,
+        local.emplace(app, server::local::LocalOptions{config.local_socket, local_gid,
                                                        static_cast<std::size_t>(config.local_max_connections)});
         local->start();
         log_line("local protocol on unix " + config.local_socket);

@@ -876,4 +876,62 @@ if not any(a[0] == "cli" and a[1] == "revoke" for a in actors):
 EOF
 ok "audit log interleaves keytool and daemon events for cli-during (issue, VALID, revoke, REVOKED)"
 
+# ==================================================================================
+# Daemon F: unix sockets shared with a group
+# ==================================================================================
+# Both sockets are 0600 by default (checked with daemon A). With
+# unix_socket_group / local_socket_group they are 0660 and owned by that
+# group: its members can connect, other users still cannot. As root the test
+# connects as nobody with and without the group (setpriv); otherwise it
+# checks the modes with the user's own group.
+if [ "$(id -u)" = 0 ]; then share_group=nogroup; else share_group=$(id -gn); fi
+share_gid=$(getent group "$share_group" | cut -d: -f3)
+sdir=$(mktemp -d /tmp/kw-sockets.XXXXXX)
+trap 'cleanup; rm -rf "$sdir"' EXIT
+chmod 0711 "$sdir"  # others may reach the sockets, not list the directory
+cat > sockets.toml <<EOF
+[server]
+unix_socket_group = "$share_group"
+local_socket = "$sdir/local.sock"
+local_socket_group = "$share_gid"
+EOF
+saved_sock=$SOCK
+SOCK="$sdir/kw.sock"
+start_daemon daemon-f.log --config sockets.toml
+for s in "$SOCK" "$sdir/local.sock"; do
+  [ "$(stat -c '%a %g' "$s")" = "660 $share_gid" ] || fail "$s is $(stat -c '%a %g' "$s"), want 660 $share_gid"
+done
+ok "with a socket group ($share_group by name, $share_gid by number) both sockets are 0660 and owned by it"
+if [ "$(id -u)" = 0 ]; then
+  as_member=(setpriv --reuid=65534 --regid="$share_gid" --clear-groups)
+  as_other=(setpriv --reuid=65534 --regid=65533 --clear-groups)
+  connect_local='import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])'
+  "${as_member[@]}" curl -sS --unix-socket "$SOCK" "http://kw/healthz" >out 2>err || fail "a member of $share_group cannot reach the HTTP socket"
+  jcheck "a member of the socket group (nobody:$share_group) gets GET /healthz over the unix socket" 'j["status"] == "ok"'
+  "${as_member[@]}" "$PY" -c "$connect_local" "$sdir/local.sock" >out 2>err || fail "a member of $share_group cannot connect to the local socket"
+  ok "a member of the socket group connects to the local-protocol socket"
+  if "${as_other[@]}" curl -sS --unix-socket "$SOCK" "http://kw/healthz" >out 2>err; then
+    fail "a user outside $share_group reached the HTTP socket"
+  fi
+  grep -qi "permission denied\|couldn't connect" err || fail "a user outside the group failed for another reason than permission: $(cat err)"
+  if "${as_other[@]}" "$PY" -c "$connect_local" "$sdir/local.sock" >out 2>err; then
+    fail "a user outside $share_group connected to the local socket"
+  fi
+  grep -q PermissionError err || fail "local socket refused a user outside the group for another reason: $(cat err)"
+  ok "a user outside the socket group is refused by both sockets (permission denied)"
+else
+  ok "# skip connecting as another user (needs root for setpriv)"
+fi
+stop_daemon
+[ "$drc" = 0 ] || fail "keywardend F exited $drc after SIGTERM, want 0"
+printf '[server]\nunix_socket_group = "kw-no-such-group"\n' > badgroup.toml
+if "$D" --listen "$HOST:0" --unix-socket "$SOCK" --config badgroup.toml >out 2>err; then
+  fail "keywardend started with an unknown socket group"
+fi
+grep -q "server.unix_socket_group: no group named 'kw-no-such-group'" err || fail "unknown socket group: unclear error"
+[ ! -e "$SOCK" ] || fail "a refused start left $SOCK behind"
+ok "an unknown socket group is refused at start with a clear error, nothing left listening"
+SOCK=$saved_sock
+rm -rf "$sdir"
+
 echo "all $checks server checks passed in $(( $(date +%s) - t_begin )) s"

@@ -162,7 +162,7 @@ struct TempConfig {
 
 }  // namespace
 
-TEST_CASE("[limits] sets the default rate limits; bad values are refused with the file named") {
+TEST_CASE("[limits] and [server] settings are read; bad values are refused with the file named") {
     TempConfig good("[limits]\ntoken_limit = 5000\nkey_limit = 20\nkey_burst = 3\n");
     const Config c = load_config(good.path);
     CHECK(c.token_limit == 5000);
@@ -179,6 +179,13 @@ TEST_CASE("[limits] sets the default rate limits; bad values are refused with th
     const Config l = load_config(local.path);
     CHECK(l.local_socket == "/run/kw/local.sock");
     CHECK(l.local_max_connections == 8);
+    CHECK(l.unix_socket_group.empty());  // default: the daemon's user only
+    TempConfig groups("[server]\nunix_socket_group = \"kw-api\"\nlocal_socket_group = \"1234\"\n");
+    const Config g = load_config(groups.path);
+    CHECK(g.unix_socket_group == "kw-api");
+    CHECK(g.local_socket_group == "1234");
+    TempConfig typed("[server]\nlocal_socket_group = 1234\n");
+    CHECK_THROWS_WITH_AS(load_config(typed.path), doctest::Contains("local_socket_group"), Error);
 }
 
 TEST_CASE("rate-limit denials: the first N per window audited, then one in M, suppressed counts add up") {

@@ -17,6 +17,7 @@
 #include "core/wire/protocol.hpp"
 #include "core/wire/spin.hpp"
 #include "server/local/session.hpp"
+#include "server/socket_access.hpp"
 
 namespace kw::server::local {
 LocalServer::LocalServer(App& app, LocalOptions options) : app_(app), options_(std::move(options)) {}
@@ -35,15 +36,28 @@ void LocalServer::start() {
     listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (listen_fd_ < 0) throw std::system_error(errno, std::generic_category(), "socket");
     std::filesystem::remove(options_.socket_path);
-    // 0600 from the first moment: the umask applies while bind creates the file.
+    // 0600 from the first moment: the umask applies while bind creates the
+    // file. A group is given access before listen(), so no one connects early.
     const mode_t old = ::umask(0177);
     const int rc = ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
     const int bind_errno = errno;
     ::umask(old);
-    if (rc != 0 || ::listen(listen_fd_, 128) != 0) {
-        const int e = rc != 0 ? bind_errno : errno;
+    auto give_up = [this] {
         ::close(listen_fd_);
         listen_fd_ = -1;
+    };
+    if (rc == 0 && options_.gid) {
+        try {
+            share_socket_with_group(options_.socket_path, *options_.gid);
+        } catch (...) {
+            give_up();
+            std::filesystem::remove(options_.socket_path);
+            throw;
+        }
+    }
+    if (rc != 0 || ::listen(listen_fd_, 128) != 0) {
+        const int e = rc != 0 ? bind_errno : errno;
+        give_up();
         throw std::system_error(e, std::generic_category(), "local socket " + options_.socket_path);
     }
     acceptor_ = std::thread([this] {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -19,6 +20,7 @@ namespace kw::server::local {
 
 struct LocalOptions {
     std::string socket_path;
+    std::optional<gid_t> gid;  // members of this group may connect (0660); else 0600
     std::size_t max_connections = 256;
 };
 
@@ -29,7 +31,8 @@ public:
     LocalServer(const LocalServer&) = delete;
     LocalServer& operator=(const LocalServer&) = delete;
 
-    /// Binds the socket (0600) and starts accepting. Throws on bind failure.
+    /// Binds the socket (0600, or 0660 for `gid`) and starts accepting.
+    /// Throws on bind failure or when the group cannot be given access.
     void start();
     /// Stops accepting, lets each connection finish the request it is in,
     /// then closes every connection and removes the socket file.
