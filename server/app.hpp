@@ -34,7 +34,9 @@ struct App {
     // Brute-force guard: NOT_FOUND answers per caller address; a caller that
     // exhausts it is refused (429 SLOW_DOWN) until its allowance refills.
     core::ratelimit::Gcra& not_found_limits;
-    core::ratelimit::DenialSampler& denials;  // which rate-limit denials are audited
+    // Which refusals of a flooding subject are audited: rate-limit denials
+    // (per key), SLOW_DOWN and header-level auth refusals (per caller).
+    core::ratelimit::DenialSampler& denials;
     core::metrics::Registry& metrics;
     std::atomic<bool>& draining;
     core::alerts::Dispatcher& alerts;
@@ -70,9 +72,23 @@ Response readyz(App& app, const Request& r);
 void audit_rate_limited(App& app, const std::string& key, const std::string& kid, const std::string& op,
                         nlohmann::json details);
 
-/// Checks the Authorization bearer token for `scope`; throws ApiError with
-/// AUTH_MISSING / AUTH_MALFORMED / AUTH_INVALID / AUTH_EXPIRED / AUTH_REVOKED /
-/// AUTH_DISABLED / AUTH_SCOPE. Every refusal is audited by the token service.
+/// Sets RateLimit-Limit/-Remaining/-Reset (and Retry-After for a denial).
+void add_rate_headers(Response& resp, const core::ratelimit::Decision& d);
+/// 429 RATE_LIMITED with a "ratelimit" object and the headers above.
+[[nodiscard]] ApiError rate_limited_error(const core::ratelimit::Decision& d, const std::string& message);
+
+/// Brute-force guard: throws 429 SLOW_DOWN (with Retry-After; audited,
+/// sampled) while the caller's allowance of unknown tokens is spent.
+void refuse_slowed_caller(App& app, const Request& r);
+/// Counts one unknown token (NOT_FOUND) against the caller's allowance.
+void count_unknown_token(App& app, const Request& r);
+
+/// Checks the Authorization bearer token for `scope`, spending one unit of
+/// its rate limit; throws ApiError with AUTH_MISSING / AUTH_MALFORMED /
+/// AUTH_INVALID / AUTH_EXPIRED / AUTH_REVOKED / AUTH_DISABLED /
+/// AUTH_EXHAUSTED / AUTH_SCOPE, 429 RATE_LIMITED or 429 SLOW_DOWN. Every
+/// refusal is audited: by the token service once the string is token-shaped,
+/// here (sampled per caller) before that.
 core::tokens::Verification authorize(App& app, const Request& r, const std::string& scope);
 
 }  // namespace kw::server

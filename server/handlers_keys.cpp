@@ -44,9 +44,8 @@ core::tokens::Verification caller_for(App& app, const Request& r, const std::str
     if (!d.allowed) {
         app.metrics.inc("keywarden_rate_limit_denials_total", {{"scope", "key"}});
         audit_rate_limited(app, name, "", verb, {{"caller", v.kid}});
-        throw ApiError(
-            429, "RATE_LIMITED",
-            "key '" + name + "' is over its rate limit; retry in " + std::to_string(d.retry_after_ms) + " ms");
+        throw rate_limited_error(
+            d, "key '" + name + "' is over its rate limit; retry in " + std::to_string(d.retry_after_ms) + " ms");
     }
     return v;
 }

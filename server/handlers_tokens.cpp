@@ -9,15 +9,8 @@ namespace {
 
 using core::tokens::VerifyCode;
 
-void guard(App& app, const Request& r) {
-    if (!app.not_found_limits.peek("nf:" + r.peer).allowed) {
-        app.metrics.inc("keywarden_rate_limit_denials_total", {{"scope", "brute_force"}});
-        throw ApiError(429, "SLOW_DOWN", "too many unknown tokens from this caller; slow down");
-    }
-}
-
 void count_not_found(App& app, const Request& r, const VerifyAnswer& a) {
-    if (a.verification.code == VerifyCode::NOT_FOUND) (void)app.not_found_limits.take("nf:" + r.peer, 1);
+    if (a.verification.code == VerifyCode::NOT_FOUND) count_unknown_token(app, r);
 }
 
 VerifyAnswer verify_one(App& app, std::string_view token, const std::optional<std::string>& scope, std::int64_t cost) {
@@ -76,7 +69,7 @@ Response tokens_verify(App& app, const Request& r) {
     auto body = parse_body(r, {"token", "scope", "cost"});
     std::string token = body.contains("token") ? require_string(body, "token") : bearer(r);
     if (token.empty()) throw ApiError(400, "MISSING_FIELD", "give the token in 'token' or as Authorization: Bearer");
-    guard(app, r);
+    refuse_slowed_caller(app, r);
     const VerifyAnswer a =
         verify_one(app, token, optional_string(body, "scope"), optional_int(body, "cost").value_or(1));
     count_not_found(app, r, a);
@@ -84,11 +77,7 @@ Response tokens_verify(App& app, const Request& r) {
     resp.status = a.verification.code == VerifyCode::RATE_LIMITED ? 429 : 200;
     append_verify_json(resp.body, a);
     resp.body += '\n';
-    if (a.rate.limit != 0) {
-        resp.headers["RateLimit-Limit"] = std::to_string(a.rate.limit);
-        resp.headers["RateLimit-Remaining"] = std::to_string(a.rate.remaining);
-        resp.headers["RateLimit-Reset"] = std::to_string((a.rate.reset_ms + 999) / 1000);
-    }
+    add_rate_headers(resp, a.rate);
     return resp;
 }
 
@@ -98,7 +87,7 @@ Response tokens_verify_batch(App& app, const Request& r) {
         throw ApiError(400, "BAD_TYPE", "'tokens' must be an array of {token, scope?, cost?}");
     }
     if (body["tokens"].size() > 100) throw ApiError(413, "BATCH_TOO_LARGE", "at most 100 tokens per batch");
-    guard(app, r);
+    refuse_slowed_caller(app, r);
     Response resp;
     resp.body = "{\"results\":[";
     bool first = true;

@@ -52,7 +52,10 @@ Response handle(App& app, const Request& r) {
     try {
         resp = dispatch(app, r);
     } catch (const ApiError& e) {
-        resp = error(e.status(), e.code(), e.what());
+        nlohmann::json j = e.fields();
+        j["error"] = {{"code", e.code()}, {"message", e.what()}};
+        resp = Response::json(j, e.status());
+        resp.headers = e.headers();
     } catch (const core::Error& e) {
         using K = core::ErrorKind;
         switch (e.kind()) {

@@ -105,9 +105,42 @@ TEST_CASE("key rate limit: N signatures, then 429 for that key only") {
     CHECK(statuses == std::vector<int>{200, 200, 200, 429});
     auto last = c.post("/v1/keys/c-hmac/hmac", json{{"data", b64("k")}}, w.svc);
     CHECK(last.error_code() == "RATE_LIMITED");
+    // The refusal says when to come back: in the body and in the headers.
+    const auto retry = last.json()["ratelimit"]["retry_after_ms"].get<std::int64_t>();
+    CHECK(retry > 0);
+    CHECK(retry <= 2000);  // one emission interval of 3 per 6 s
+    CHECK(last.json()["ratelimit"]["limit"] == 3);
+    CHECK(last.json()["ratelimit"]["remaining"] == 0);
+    CHECK(last.header("retry-after") == std::to_string((retry + 999) / 1000));
+    CHECK(last.header("ratelimit-remaining") == "0");
     CHECK(c.post("/v1/keys/c-ecdsa/sign", json{{"data", b64("k")}}, w.svc).status == 200);
     admin_call("PUT", "/v1/admin/limits", {{"key", "c-hmac"}, {"limit", 1000}, {"period_ms", 1000}, {"burst", 1000}});
     CHECK(c.post("/v1/keys/c-hmac/hmac", json{{"data", b64("k")}}, w.svc).status == 200);
+}
+
+TEST_CASE("a credential's own rate limit holds when it signs, not only when it is verified") {
+    const auto& w = world();
+    auto t = issue_token({{"name", "c-cred-rl"}, {"scopes", {"sign:c-hmac"}}});
+    const std::string token = t["token"];
+    const std::string kid = t["versions"][0]["kid"];
+    admin_call("PUT", "/v1/admin/limits", {{"token_kid", kid}, {"limit", 2}, {"period_ms", 60000}, {"burst", 2}});
+    auto c = tcp_client();
+    CHECK(c.post("/v1/keys/c-hmac/hmac", json{{"data", b64("1")}}, token).status == 200);
+    CHECK(c.post("/v1/keys/c-hmac/hmac", json{{"data", b64("2")}}, token).status == 200);
+    auto denied = c.post("/v1/keys/c-hmac/hmac", json{{"data", b64("3")}}, token);
+    CHECK(denied.status == 429);
+    CHECK(denied.error_code() == "RATE_LIMITED");
+    CHECK(denied.json()["ratelimit"]["limit"] == 2);
+    CHECK(denied.json()["ratelimit"]["retry_after_ms"].get<std::int64_t>() > 29000);  // 30 s per request
+    CHECK(!denied.header("retry-after").empty());
+    // Another credential on the same key is not affected.
+    CHECK(c.post("/v1/keys/c-hmac/hmac", json{{"data", b64("4")}}, w.svc).status == 200);
+    auto events = admin_call("GET", "/v1/admin/audit?event=rate_limited&key=c-cred-rl");
+    REQUIRE(events["events"].size() == 1);
+    CHECK(events["events"][0]["op"] == "authorize");
+    CHECK(events["events"][0]["kid"] == kid);
+    admin_call("DELETE", "/v1/admin/limits", {{"token_kid", kid}});
+    CHECK(c.post("/v1/keys/c-hmac/hmac", json{{"data", b64("5")}}, token).status == 200);
 }
 
 TEST_CASE("credits: max_uses per period, refilled when the period ends") {

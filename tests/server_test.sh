@@ -271,25 +271,29 @@ jcheck "admin: valid admin token -> 200 with every key" \
   'set(k["name"] for k in j["keys"]) >= {"admin", "svc", "prov", "narrow", "pay-ecdsa", "pay-hmac", "pay-jwt"}'
 expect 200 "audit verify_failed" GET "/v1/admin/audit?event=verify_failed&after=$vf_before" "" "$ADMIN"
 cp out matrix-refusals.json
-# Which refusals reach the token service (and so the audit log): a missing
-# header and a non-token string are refused before it (by design, MALFORMED
-# is decided from the string alone and never audited).
+# Every refusal is audited: a missing header, another scheme and a string
+# that is not a token by the credential check (op "authorize", naming the
+# caller's address, sampled per caller), the rest by the token service.
 $PY - "$ADMIN" "$SVC" "$ADMIN_EXP" "$ADMIN_REV" "$UNKNOWN" <<'EOF' || fail "the auth refusals are not in the audit log as expected"
 import json, sys
 ev = json.load(open("out"))["events"]
 got = [(e["type"], e["key"], e["op"], e["outcome"]) for e in ev]
-want = [("verify_failed", "", "verify_token", "NOT_FOUND"), ("verify_failed", "svc", "verify_token", "INSUFFICIENT_SCOPE"),
+want = [("verify_failed", "", "authorize", "AUTH_MISSING"), ("verify_failed", "", "authorize", "AUTH_MALFORMED"),
+        ("verify_failed", "", "authorize", "AUTH_MALFORMED"),
+        ("verify_failed", "", "verify_token", "NOT_FOUND"), ("verify_failed", "svc", "verify_token", "INSUFFICIENT_SCOPE"),
         ("verify_failed", "admin-exp", "verify_token", "EXPIRED"), ("verify_failed", "admin-rev", "verify_token", "REVOKED")]
 if got != want:
     sys.exit("verify_failed events during the matrix: %s, want %s" % (got, want))
 # The unknown token is named by a pseudonym, the others by their kid.
-if len(ev[0]["details"].get("token", "")) < 16 or not all(e["kid"] for e in ev[1:]):
-    sys.exit("refusals should name the unknown token by a pseudonym, the others by kid: %s" % ev)
+if len(ev[3]["details"].get("token", "")) < 16 or not all(e["kid"] for e in ev[4:]):
+    sys.exit("refusals should name the unknown token by a pseudonym, the others by their kid: %s" % ev)
+if any(e["details"].get("caller") != "tcp:127.0.0.1" or e["details"].get("path") != "/v1/admin/keys" for e in ev[:3]):
+    sys.exit("header-level refusals should name the caller and the path: %s" % ev[:3])
 text = open("out").read()
 if any(t in text for t in sys.argv[1:]):
     sys.exit("a raw token appears in the audit log")
 EOF
-ok "audit (admin API): AUTH_INVALID/SCOPE/EXPIRED/REVOKED each recorded once as verify_failed (missing/malformed never reach the token service)"
+ok "audit (admin API): AUTH_MISSING/MALFORMED/INVALID/SCOPE/EXPIRED/REVOKED each recorded once as verify_failed"
 
 # Suspended and exhausted admin tokens (issued and suspended through the API).
 expect 201 "issue admin-sus" POST /v1/admin/tokens '{"name": "admin-sus", "scopes": ["admin"]}' "$ADMIN"
@@ -574,6 +578,10 @@ expect 200 "30th unknown" POST /v1/tokens/verify "{\"token\": \"$("${CLIENT[@]}"
 jcheck "brute-force guard: the 30th unknown token -> NOT_FOUND" 'j["code"] == "NOT_FOUND"'
 expect_error 429 SLOW_DOWN "brute-force guard: the next verify from the same address, even of a valid token" POST /v1/tokens/verify "{\"token\": \"$SVC\"}"
 expect_error 429 SLOW_DOWN "brute-force guard: verify:batch from the same address" POST '/v1/tokens/verify:batch' "{\"tokens\": [{\"token\": \"$SVC\"}]}"
+expect_error 429 SLOW_DOWN "brute-force guard: the admin API from the same address, even with the admin token" GET /v1/admin/keys "" "$ADMIN"
+retry_after=$(tr -d '\r' <hdr | awk -F': ' 'tolower($1) == "retry-after" {print $2}')
+[ "${retry_after:-0}" -ge 1 ] && [ "$retry_after" -le 60 ] || fail "SLOW_DOWN: Retry-After is '$retry_after', want 1..60 s"
+ok "brute-force guard: SLOW_DOWN says when to come back (Retry-After: $retry_after)"
 VIA=tcp
 expect 200 "tcp verify during unix slow-down" POST /v1/tokens/verify "{\"token\": \"$SVC\"}"
 jcheck "brute-force guard: another address (TCP) is not slowed down" 'j["code"] == "VALID"'
@@ -931,6 +939,20 @@ fi
 grep -q "server.unix_socket_group: no group named 'kw-no-such-group'" err || fail "unknown socket group: unclear error"
 [ ! -e "$SOCK" ] || fail "a refused start left $SOCK behind"
 ok "an unknown socket group is refused at start with a clear error, nothing left listening"
+# Unknown credentials count towards the brute-force guard like unknown
+# tokens sent to verify: 30 AUTH_INVALID from one address, then SLOW_DOWN.
+# (A fresh daemon and address: daemon A's unix caller was slowed already.)
+start_daemon daemon-f2.log --config sockets.toml
+VIA=unix
+for i in $(seq 1 30); do
+  call GET /v1/admin/keys "" "$("${CLIENT[@]}" token-unknown kw_live)"
+  [ "$code" = 401 ] && grep -q AUTH_INVALID out || fail "unknown credential $i: HTTP $code $(cat out)"
+done
+ok "30 unknown credentials on the admin API -> AUTH_INVALID"
+expect_error 429 SLOW_DOWN "brute-force guard: the 31st request from that address, even with the admin token" GET /v1/admin/keys "" "$ADMIN"
+VIA=tcp
+expect 200 "tcp admin while unix is slowed" GET /v1/admin/keys "" "$ADMIN"
+stop_daemon
 SOCK=$saved_sock
 rm -rf "$sdir"
 

@@ -144,6 +144,20 @@ TEST_CASE("GCRA cost counts several units") {
     CHECK(g.take("k", 3).allowed);
 }
 
+TEST_CASE("GCRA forgets keys whose allowance has refilled, so made-up names cannot grow it without bound") {
+    std::int64_t now_ms = 0;
+    kw::core::ratelimit::Gcra g({1, 1000, 1}, [&] { return now_ms; });
+    const auto n = kw::core::ratelimit::Gcra::prune_every;
+    for (std::uint64_t i = 0; i + 1 < n; ++i) CHECK(g.take("name-" + std::to_string(i)).allowed);
+    CHECK(g.tracked() == n - 1);
+    CHECK_FALSE(g.take("name-0").allowed);  // still within its period: remembered
+    now_ms += 2000;                         // every bucket is full again
+    CHECK(g.take("fresh").allowed);         // the n-th take sweeps
+    CHECK(g.tracked() == 1);
+    CHECK(g.take("name-0").allowed);  // forgotten means full, as it should be
+    CHECK_FALSE(g.take("name-0").allowed);
+}
+
 namespace {
 
 // A keywarden.toml with `body`, removed when the test ends.

@@ -43,6 +43,11 @@ Limit Gcra::limit_for(const std::string& key) const {
 Decision Gcra::take(const std::string& key, std::int64_t cost) {
     return decide(key, cost, true);
 }
+std::size_t Gcra::tracked() const {
+    std::lock_guard lock(mutex_);
+    return tat_.size();
+}
+
 Decision Gcra::peek(const std::string& key, std::int64_t cost) {
     return decide(key, cost, false);
 }
@@ -69,7 +74,13 @@ Decision Gcra::decide(const std::string& key, std::int64_t cost, bool commit) {
         d.reset_ms = (base - t + 999) / 1000;
         return d;
     }
-    if (commit) tat_[key] = new_tat;
+    if (commit) {
+        tat_[key] = new_tat;
+        // A key whose bucket has refilled is the same as one never seen:
+        // forgetting those now and then bounds the map by the keys active
+        // within one period, however many names callers make up.
+        if (++commits_ % prune_every == 0) std::erase_if(tat_, [t](const auto& e) { return e.second <= t; });
+    }
     d.remaining = std::max<std::int64_t>(0, (t - (new_tat - capacity)) / interval);
     d.reset_ms = (new_tat - t + 999) / 1000;
     return d;

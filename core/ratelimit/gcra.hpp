@@ -42,6 +42,10 @@ public:
     void remove_limit(const std::string& key);
     [[nodiscard]] Limit default_limit() const;
     [[nodiscard]] Limit limit_for(const std::string& key) const;
+    /// Keys whose allowance is not full (others are forgotten now and then).
+    [[nodiscard]] std::size_t tracked() const;
+
+    static constexpr std::uint64_t prune_every = 4096;  // takes between sweeps of full keys
 
 private:
     Decision decide(const std::string& key, std::int64_t cost, bool commit);
@@ -50,6 +54,7 @@ private:
     Limit default_;
     std::unordered_map<std::string, Limit> limits_;
     std::unordered_map<std::string, std::int64_t> tat_;  // theoretical arrival time, microseconds
+    std::uint64_t commits_ = 0;
     Clock clock_;
 };
 
