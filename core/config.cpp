@@ -39,6 +39,10 @@ void read(const std::string& file, const toml::table& t, const char* key, T& out
         auto v = n->value<std::string>();
         if (!v) bad(file, *n, std::string(key) + " must be a string");
         out = *v;
+    } else if constexpr (std::is_same_v<T, double>) {
+        auto v = n->value<double>();  // an integer is a number too
+        if (!v || !(*v >= 0)) bad(file, *n, std::string(key) + " must be a non-negative number");
+        out = *v;
     } else {
         auto v = n->value<std::int64_t>();
         if (!v || *v < 0) bad(file, *n, std::string(key) + " must be a non-negative integer");
@@ -142,7 +146,8 @@ void apply_file(Config& c, const std::string& file) {
         }
     }
     if (const auto* t = section("alerts")) {
-        reject_unknown(file, *t, "alerts", {"webhooks", "kinds", "verify_failed_per_minute"});
+        reject_unknown(file, *t, "alerts",
+                       {"webhooks", "kinds", "verify_failed_per_minute", "unknown_token_factor", "unknown_token_min"});
         auto strings = [&](const char* key, std::vector<std::string>& out) {
             const toml::node* n = t->get(key);
             if (n == nullptr) return;
@@ -162,6 +167,16 @@ void apply_file(Config& c, const std::string& file) {
             }
         }
         read(file, *t, "verify_failed_per_minute", c.verify_failed_per_minute);
+        if (c.verify_failed_per_minute < 1) {
+            bad(file, *t->get("verify_failed_per_minute"), "alerts.verify_failed_per_minute must be at least 1");
+        }
+        read(file, *t, "unknown_token_factor", c.unknown_token_factor);
+        if (c.unknown_token_factor < 1) {
+            bad(file, *t->get("unknown_token_factor"), "alerts.unknown_token_factor must be at least 1");
+        }
+        read(file, *t, "unknown_token_min", c.unknown_token_min);
+        if (c.unknown_token_min < 1)
+            bad(file, *t->get("unknown_token_min"), "alerts.unknown_token_min must be at least 1");
     }
     if (const auto* t = section("rotation")) {
         reject_unknown(file, *t, "rotation", {"check_interval", "policy_dir"});

@@ -77,6 +77,10 @@ struct Config {
     std::vector<std::string> alert_webhooks;      // http(s) URLs that receive every alert kind
     std::vector<std::string> alert_kinds;         // limit to these kinds (empty = all)
     std::int64_t verify_failed_per_minute = 100;  // above this a verify_failed_spike alert fires
+    // ... and when MALFORMED + NOT_FOUND answers in a minute reach
+    // unknown_token_min and exceed unknown_token_factor x their usual rate.
+    double unknown_token_factor = 10;
+    std::int64_t unknown_token_min = 20;
 
     // [rotation]
     std::int64_t rotation_check_interval = 60;

@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "core/alerts/alerts.hpp"
+#include "core/alerts/spike.hpp"
 #include "core/config.hpp"
 #include "core/key_service.hpp"
 #include "core/metrics/registry.hpp"
@@ -40,9 +41,7 @@ struct App {
     core::metrics::Registry& metrics;
     std::atomic<bool>& draining;
     core::alerts::Dispatcher& alerts;
-    // verify_failed spike detection: failures in the current minute.
-    std::atomic<std::int64_t>& failures_minute;
-    std::atomic<std::int64_t>& failures_count;
+    core::alerts::SpikeDetector& spikes;  // verify_failed_spike
 };
 
 /// Routes one request; never throws (errors become JSON error responses).
@@ -71,6 +70,10 @@ Response readyz(App& app, const Request& r);
 /// "suppressed" to `details`). Throws like KeyService::audit.
 void audit_rate_limited(App& app, const std::string& key, const std::string& kid, const std::string& op,
                         nlohmann::json details);
+
+/// Counts a verification answer by code and raises verify_failed_spike,
+/// credits_low and credits_exhausted (server/verification_watch.cpp).
+void note_verification(App& app, const core::tokens::Verification& v);
 
 /// Sets RateLimit-Limit/-Remaining/-Reset (and Retry-After for a denial).
 void add_rate_headers(Response& resp, const core::ratelimit::Decision& d);

@@ -43,6 +43,7 @@ core::tokens::Verification authorize(App& app, const Request& r, const std::stri
         return rate.allowed;
     };
     auto v = app.tokens.verify(std::string_view(r.authorization).substr(prefix.size()), scope, gate);
+    note_verification(app, v);
     using C = core::tokens::VerifyCode;
     switch (v.code) {
         case C::VALID: return v;

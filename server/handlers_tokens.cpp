@@ -24,32 +24,7 @@ VerifyAnswer verify_one(App& app, std::string_view token, const std::optional<st
     };
     a.verification = app.tokens.verify(token, scope ? std::optional<std::string_view>(*scope) : std::nullopt, gate);
     const auto& v = a.verification;
-    const std::string code(core::tokens::to_string(v.code));
-    app.metrics.inc("keywarden_token_verifications_total", {{"code", code}});
-    if (v.code != VerifyCode::VALID) {
-        const std::int64_t minute = app.keys.clock().now() / 60;
-        if (app.failures_minute.exchange(minute) != minute) app.failures_count = 0;
-        if (++app.failures_count == app.config.verify_failed_per_minute + 1) {
-            app.alerts.notify("verify_failed_spike", "",
-                              "more than " + std::to_string(app.config.verify_failed_per_minute) +
-                                  " failed verifications this minute",
-                              {{"last_code", code}});
-        }
-    } else if (v.remaining_uses) {
-        // Credits: warn once at 20% left and once at zero (per token, by crossing).
-        auto rec = app.store.token_record(v.kid);
-        if (rec && rec->max_uses && *rec->max_uses > 0) {
-            const std::int64_t left = *v.remaining_uses;
-            const std::int64_t fifth = *rec->max_uses / 5;
-            if (left == 0) {
-                app.alerts.notify("credits_exhausted", v.name, "token " + v.kid + " has no credits left",
-                                  {{"kid", v.kid}});
-            } else if (left == fifth) {
-                app.alerts.notify("credits_low", v.name, "token " + v.kid + " is down to 20% of its credits",
-                                  {{"kid", v.kid}, {"remaining", left}});
-            }
-        }
-    }
+    note_verification(app, v);
     if (a.limited) {
         app.metrics.inc("keywarden_rate_limit_denials_total", {{"scope", "token"}});
         audit_rate_limited(app, v.name, v.kid, "verify_token", {{"retry_after_ms", rl.retry_after_ms}});

@@ -16,6 +16,9 @@
 #    /hook-a; a key no policy governs reaches /global only.
 # 2. kinds = ["key_expiring"]: a second rotation failure reaches no one,
 #    while key_expiring alerts (sent again after the restart) still arrive.
+# 3. credits_low, credits_exhausted and verify_failed_spike; a webhook that
+#    fails twice gets its alerts retried; a webhook that never answers
+#    delays no request and no other webhook, and not shutdown beyond 2 s.
 set -euo pipefail
 
 D=${1:?usage: alert_hooks_test.sh /path/to/keywardend /path/to/hsm-keytool}
@@ -169,5 +172,60 @@ grep -q 'keywarden_rotations_total{outcome="failed"} 1' out || fail "the second 
 ok "the filtered rotation did fail (keywarden_rotations_total{outcome=\"failed\"} 1)"
 stop_daemon
 [ "$drc" = 0 ] || fail "keywardend exited $drc after SIGTERM"
+# ==================================================================================
+# 3. Token alerts, a flaky webhook and one that never answers
+# ==================================================================================
+# /flaky answers 503 twice, then 204: those alerts are retried with backoff
+# and delivered. The "hole" accepts connections and never answers: each
+# attempt waits out the 5 s timeout, and must delay neither the requests
+# that raised the alerts nor the other webhooks, nor hold up a SIGTERM for
+# longer than the 2 s shutdown grace.
+: > "$LOG"
+"$PY" -c 'import os, socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(64)
+open(sys.argv[1] + ".tmp", "w").write(str(s.getsockname()[1])); os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(3600)' "$KW_TEST_DIR/hole.port" &
+hpid=$!
+trap 'kill "$rpid" "$hpid" 2>/dev/null || true; cleanup' EXIT
+for _ in $(seq 1 50); do [ -s hole.port ] && break; sleep 0.1; done
+[ -s hole.port ] || fail "the black-hole webhook did not start"
+printf '[alerts]\nwebhooks = ["%s/global", "%s/flaky", "http://127.0.0.1:%s/hole"]\nverify_failed_per_minute = 3\n' \
+  "$R" "$R" "$(cat hole.port)" > alerts-3.toml
+start_daemon daemon-3.log --config alerts-3.toml
+ok "keywardend started: webhooks = [/global, /flaky, a black hole], verify_failed_per_minute = 3"
+expect 201 "issue credits5" POST /v1/admin/tokens '{"name": "credits5", "max_uses": 5}' "$ADMIN"
+C5=$(jget 'j["token"]')
+slowest=0
+timed_verify() {  # timed_verify TOKEN: POST /v1/tokens/verify; keeps the slowest answer (ms) in $slowest
+  local t
+  t=$(curl -sS -o out -w '%{time_total}' -X POST -H 'Content-Type: application/json' \
+    --data-binary "{\"token\": \"$1\"}" "http://$HOST:$PORT/v1/tokens/verify")
+  t=$(awk -v t="$t" 'BEGIN {printf "%d", t * 1000}')
+  if [ "$t" -gt "$slowest" ]; then slowest=$t; fi
+}
+for _ in 1 2 3 4; do timed_verify "$C5"; done
+jcheck "credits5: the 4th use leaves 1 of 5 (20%)" 'j["credits"]["remaining"] == 1'
+timed_verify "$C5"
+jcheck "credits5: the 5th use leaves none" 'j["credits"]["remaining"] == 0'
+for _ in 1 2 3 4; do timed_verify "$("$PY" "$here/server_client.py" token-unknown kw_live)"; done
+jcheck "an unknown token -> NOT_FOUND" 'j["code"] == "NOT_FOUND"'
+wait_for 5 "credits_low, credits_exhausted and verify_failed_spike (4 failures > 3 a minute) reached /global" \
+  'n("/global", "credits_low", "credits5") == 1 and n("/global", "credits_exhausted", "credits5") == 1 and n("/global", "verify_failed_spike", "") == 1'
+dcheck "credits_low says what is left of what; the spike says which trigger fired" \
+  '[(x["body"]["details"]["remaining"], x["body"]["details"]["max_uses"]) for x in d if x["path"] == "/global" and x["body"]["kind"] == "credits_low"] == [(1, 5)] and [x["body"]["details"]["trigger"] for x in d if x["path"] == "/global" and x["body"]["kind"] == "verify_failed_spike"] == ["count"]'
+[ "$slowest" -lt 1000 ] || fail "a verification took $slowest ms while a webhook hung: alert delivery blocked a request"
+ok "no verification waited on the webhooks (slowest $slowest ms, one webhook never answering)"
+wait_for 10 "/flaky: refused twice, then all 3 alerts delivered (retried with backoff)" \
+  'sum(1 for x in d if x["path"] == "/flaky" and x["status"] == 503) == 2 and sum(1 for x in d if x["path"] == "/flaky" and x["status"] == 204) == 3'
+expect 200 "metrics" GET /metrics
+retried=$(awk '/^keywarden_alerts_total\{.*outcome="retried"\}/ {n += $2} END {print n + 0}' out)
+[ "$retried" -ge 2 ] || fail "keywarden_alerts_total{outcome=retried} adds up to $retried, want >= 2: $(grep alerts_total out)"
+ok "metrics count the retries ($retried)"
+t0=$(date +%s%N)
+stop_daemon
+[ "$drc" = 0 ] || fail "keywardend exited $drc after SIGTERM"
+stop_ms=$((($(date +%s%N) - t0) / 1000000))
+[ "$stop_ms" -lt 4500 ] || fail "SIGTERM took $stop_ms ms with alerts queued for a webhook that never answers (grace 2 s)"
+ok "SIGTERM with alerts stuck on a hung webhook: stopped in $stop_ms ms"
 must "audit verify" "$K" audit verify
 echo "all $checks alert_hooks checks passed in $(($(date +%s) - t_begin)) s"

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -11,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/alerts/spike.hpp"
 #include "core/clock.hpp"
 #include "core/config.hpp"
 #include "core/encoding.hpp"
@@ -198,6 +200,13 @@ TEST_CASE("[limits] and [server] settings are read; bad values are refused with 
     const Config g = load_config(groups.path);
     CHECK(g.unix_socket_group == "kw-api");
     CHECK(g.local_socket_group == "1234");
+    TempConfig spike("[alerts]\nverify_failed_per_minute = 50\nunknown_token_factor = 4.5\nunknown_token_min = 8\n");
+    const Config a = load_config(spike.path);
+    CHECK(a.verify_failed_per_minute == 50);
+    CHECK(a.unknown_token_factor == 4.5);
+    CHECK(a.unknown_token_min == 8);
+    TempConfig factor("[alerts]\nunknown_token_factor = 0.5\n");
+    CHECK_THROWS_WITH_AS(load_config(factor.path), doctest::Contains("unknown_token_factor must be at least 1"), Error);
     TempConfig typed("[server]\nlocal_socket_group = 1234\n");
     CHECK_THROWS_WITH_AS(load_config(typed.path), doctest::Contains("local_socket_group"), Error);
 }
@@ -392,4 +401,84 @@ TEST_CASE("SpinParkMutex: a waiter behind a long holder parks instead of spinnin
     CHECK(kw::token::SpinParkMutex::parks() > parks_before);
     // Waiting 200 ms cost the waiter far less than 200 ms of CPU: it slept.
     CHECK(waiter_cpu < CLOCKS_PER_SEC / 20);
+}
+
+namespace {
+
+using kw::core::alerts::Spike;
+using kw::core::alerts::SpikeDetector;
+using kw::core::alerts::SpikeOptions;
+
+// Feeds `n` answers with `code`; returns the spikes they raised.
+std::vector<Spike> feed(SpikeDetector& d, const char* code, int n) {
+    std::vector<Spike> out;
+    for (int i = 0; i < n; ++i) {
+        if (auto s = d.record(code)) out.push_back(*s);
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("verify_failed spike: more than per_minute failures, once per minute; limits and credits are not failures") {
+    std::int64_t now = 600;  // unix seconds, start of a minute
+    SpikeOptions o;
+    o.per_minute = 5;
+    o.min_count = 1000;  // only the count trigger in this case
+    SpikeDetector d(o, [&] { return now; });
+    CHECK(feed(d, "RATE_LIMITED", 50).empty());
+    CHECK(feed(d, "USAGE_EXCEEDED", 50).empty());
+    CHECK(feed(d, "VALID", 50).empty());
+    CHECK(feed(d, "EXPIRED", 5).empty());
+    auto s = feed(d, "REVOKED", 1);
+    REQUIRE(s.size() == 1);
+    CHECK(s[0].trigger == Spike::Trigger::count);
+    CHECK(s[0].failures == 6);
+    CHECK(feed(d, "NOT_FOUND", 100).empty());  // once per minute
+    now += 60;
+    CHECK(feed(d, "INSUFFICIENT_SCOPE", 5).empty());
+    CHECK(feed(d, "DISABLED", 1).size() == 1);  // a new minute counts afresh
+}
+
+TEST_CASE("verify_failed spike: unknown tokens far above their usual rate, after a warm-up") {
+    std::int64_t now = 0;
+    SpikeOptions o;
+    o.per_minute = 1000000;  // only the unusual trigger in this case
+    SpikeDetector d(o, [&] { return now; });
+    // Before the usual rate is known, even 100 unknown tokens are no spike.
+    CHECK(feed(d, "NOT_FOUND", 100).empty());
+    // Ten minutes of 5 a minute: the usual rate settles near 5.
+    SpikeDetector steady(o, [&] { return now; });
+    for (int m = 0; m < 10; ++m) {
+        now = m * 60;
+        CHECK(feed(steady, m % 2 == 0 ? "NOT_FOUND" : "MALFORMED", 5).empty());
+    }
+    now = 10 * 60;
+    const double usual = 5 * (1 - std::pow(0.8, 10));  // EWMA from zero with alpha 0.2
+    CHECK(feed(steady, "EXPIRED", 1).empty());         // rolls the minute
+    CHECK(steady.usual() == doctest::Approx(usual));
+    // 10 x usual = 44.6: the 44th unknown token is not a spike, the 45th is.
+    CHECK(feed(steady, "NOT_FOUND", 44).empty());
+    auto s = feed(steady, "NOT_FOUND", 1);
+    REQUIRE(s.size() == 1);
+    CHECK(s[0].trigger == Spike::Trigger::unusual);
+    CHECK(s[0].unknown == 45);
+    CHECK(s[0].usual == doctest::Approx(usual));
+    CHECK(s[0].message().find("45 unknown or malformed tokens this minute") != std::string::npos);
+    // Quiet minutes pull the usual rate down.
+    now = 30 * 60;
+    CHECK(feed(steady, "EXPIRED", 1).empty());
+    const double after = (0.2 * 45 + 0.8 * usual) * std::pow(0.8, 19);
+    CHECK(steady.usual() == doctest::Approx(after));
+}
+
+TEST_CASE("verify_failed spike: a quiet service needs min_count unknown tokens in a minute") {
+    std::int64_t now = 0;
+    SpikeOptions o;
+    o.per_minute = 1000000;
+    SpikeDetector d(o, [&] { return now; });
+    CHECK(feed(d, "EXPIRED", 1).empty());
+    now = 5 * 60;  // five minutes without an unknown token: usual 0, warm
+    CHECK(feed(d, "MALFORMED", 19).empty());
+    CHECK(feed(d, "NOT_FOUND", 1).size() == 1);
 }

@@ -5,16 +5,22 @@
 
 Listens on a free 127.0.0.1 port, writes the port to PORT_FILE once it is
 listening, and appends one JSON line per POST to LOG_FILE:
-{"path": ..., "body": <the JSON body>}. Answers 204 to every POST, so each
-alert counts as delivered at its first attempt. Runs until killed.
+{"path": ..., "status": <the answer>, "body": <the JSON body>}. Answers 204,
+so an alert counts as delivered at its first attempt, except on paths that
+start with /flaky: there the first two POSTs get 503 (the sender must retry).
+Runs until killed.
 """
 import http.server
 import json
 import os
 import sys
+import threading
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    flaky_seen = {}
+    lock = threading.Lock()
+
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))
         raw = self.rfile.read(n)
@@ -22,9 +28,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             body = json.loads(raw)
         except ValueError:
             body = {"unparsed": raw.decode("utf-8", "replace")}
-        with open(self.server.log_file, "a") as f:
-            f.write(json.dumps({"path": self.path, "body": body}) + "\n")
-        self.send_response(204)
+        status = 204
+        if self.path.startswith("/flaky"):
+            with Handler.lock:
+                seen = Handler.flaky_seen.get(self.path, 0)
+                Handler.flaky_seen[self.path] = seen + 1
+            if seen < 2:
+                status = 503
+        with Handler.lock, open(self.server.log_file, "a") as f:
+            f.write(json.dumps({"path": self.path, "status": status, "body": body}) + "\n")
+        self.send_response(status)
         self.end_headers()
 
     def log_message(self, *args):

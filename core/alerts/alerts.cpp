@@ -47,19 +47,27 @@ bool parse_url(const std::string& url, bool& tls, std::string& host, std::string
 Dispatcher::Dispatcher(std::vector<Target> targets, metrics::Registry& metrics, Options options)
     : targets_(std::move(targets)), metrics_(metrics), options_(options) {
     metrics_.help("keywarden_alerts_total", "counter", "alerts by kind and delivery outcome");
-    worker_ = std::thread([this] {
-        name_this_thread("kw-alerts");
-        run();
-    });
+    for (std::size_t i = 0; i < std::max<std::size_t>(1, options_.workers); ++i) {
+        workers_.emplace_back([this] {
+            name_this_thread("kw-alerts");
+            run();
+        });
+    }
 }
 
 Dispatcher::~Dispatcher() {
     {
         std::lock_guard lock(mutex_);
         stopping_ = true;
+        stop_deadline_ = std::chrono::steady_clock::now() + options_.shutdown_grace;
     }
     wake_.notify_all();
-    worker_.join();
+    for (auto& w : workers_) w.join();
+}
+
+bool Dispatcher::shutdown_overdue() {
+    std::lock_guard lock(mutex_);
+    return stopping_ && std::chrono::steady_clock::now() >= *stop_deadline_;
 }
 
 std::size_t Dispatcher::pending() {
@@ -92,14 +100,16 @@ void Dispatcher::notify(const std::string& kind, const std::string& key, const s
     wake_.notify_one();
 }
 
-bool Dispatcher::post(const std::string& url, const std::string& body) {
+bool Dispatcher::post(const std::string& url, const std::string& body, std::chrono::milliseconds budget) {
     bool tls = false;
     std::string host, port, path;
     if (!parse_url(url, tls, host, port, path)) return false;
+    // Every step is asynchronous and the whole exchange runs under one
+    // deadline: Beast's stream timeouts apply to asynchronous operations
+    // only, and a webhook that accepts and never answers must not hold the
+    // alert thread (and so shutdown) forever.
     try {
         asio::io_context io;
-        asio::ip::tcp::resolver resolver(io);
-        auto endpoints = resolver.resolve(host, port);
         http::request<http::string_body> req{http::verb::post, path, 11};
         req.set(http::field::host, host);
         req.set(http::field::user_agent, "keywardend");
@@ -108,26 +118,42 @@ bool Dispatcher::post(const std::string& url, const std::string& body) {
         req.prepare_payload();
         beast::flat_buffer buffer;
         http::response<http::string_body> res;
+        bool answered = false;
+        asio::ip::tcp::resolver resolver(io);
+        asio::ssl::context ctx(asio::ssl::context::tls_client);
+        beast::ssl_stream<beast::tcp_stream> tls_stream(io, ctx);
+        beast::tcp_stream plain(io);
+        auto& lowest = tls ? beast::get_lowest_layer(tls_stream) : plain;
+        auto exchange = [&](auto& stream) {
+            http::async_write(stream, req, [&](beast::error_code ec, std::size_t) {
+                if (ec) return;
+                http::async_read(stream, buffer, res, [&](beast::error_code rec, std::size_t) { answered = !rec; });
+            });
+        };
         if (tls) {
-            asio::ssl::context ctx(asio::ssl::context::tls_client);
             ctx.set_default_verify_paths();
             ctx.set_verify_mode(asio::ssl::verify_peer);
-            beast::ssl_stream<beast::tcp_stream> stream(io, ctx);
-            SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
-            stream.set_verify_callback(asio::ssl::host_name_verification(host));
-            beast::get_lowest_layer(stream).expires_after(options_.timeout);
-            beast::get_lowest_layer(stream).connect(endpoints);
-            stream.handshake(asio::ssl::stream_base::client);
-            http::write(stream, req);
-            http::read(stream, buffer, res);
-        } else {
-            beast::tcp_stream stream(io);
-            stream.expires_after(options_.timeout);
-            stream.connect(endpoints);
-            http::write(stream, req);
-            http::read(stream, buffer, res);
+            SSL_set_tlsext_host_name(tls_stream.native_handle(), host.c_str());
+            tls_stream.set_verify_callback(asio::ssl::host_name_verification(host));
         }
-        return res.result_int() >= 200 && res.result_int() < 300;
+        resolver.async_resolve(host, port, [&](beast::error_code ec, const asio::ip::tcp::resolver::results_type& eps) {
+            if (ec) return;
+            lowest.async_connect(eps, [&](beast::error_code cec, const asio::ip::tcp::endpoint&) {
+                if (cec) return;
+                if (!tls) return exchange(plain);
+                tls_stream.async_handshake(asio::ssl::stream_base::client, [&](beast::error_code hec) {
+                    if (!hec) exchange(tls_stream);
+                });
+            });
+        });
+        // In slices, so a shutdown whose grace is over cuts the attempt short.
+        const auto end = std::chrono::steady_clock::now() + budget;
+        while (!io.stopped() && !shutdown_overdue()) {
+            const auto left = end - std::chrono::steady_clock::now();
+            if (left <= std::chrono::steady_clock::duration::zero()) break;
+            io.run_for(std::min<std::chrono::steady_clock::duration>(left, std::chrono::milliseconds(100)));
+        }
+        return answered && res.result_int() >= 200 && res.result_int() < 300;
     } catch (const std::exception&) {
         return false;
     }
@@ -136,35 +162,63 @@ bool Dispatcher::post(const std::string& url, const std::string& body) {
 void Dispatcher::run() {
     for (;;) {
         Alert a;
+        std::chrono::milliseconds budget = std::chrono::duration_cast<std::chrono::milliseconds>(options_.timeout);
         {
             std::unique_lock lock(mutex_);
             for (;;) {
+                const auto now = std::chrono::steady_clock::now();
+                if (stopping_ && now >= *stop_deadline_) {
+                    for (const auto& left : queue_)
+                        metrics_.inc("keywarden_alerts_total", {{"kind", left.kind}, {"outcome", "dropped"}});
+                    queue_.clear();
+                }
                 if (queue_.empty()) {
                     if (stopping_) return;
                     wake_.wait(lock);
                     continue;
                 }
-                auto now = std::chrono::steady_clock::now();
-                // Take the first alert that is due; retries wait their backoff.
-                auto it = std::find_if(queue_.begin(), queue_.end(),
-                                       [&](const Alert& x) { return x.due <= now || stopping_; });
+                // The first alert that is due (retries wait their backoff; at
+                // shutdown all are) to a URL no other worker is trying: a
+                // webhook that hangs holds one worker, not every delivery.
+                auto it = std::find_if(queue_.begin(), queue_.end(), [&](const Alert& x) {
+                    return (x.due <= now || stopping_) && !busy_urls_.contains(x.url);
+                });
                 if (it != queue_.end()) {
                     a = std::move(*it);
                     queue_.erase(it);
+                    busy_urls_.insert(a.url);
+                    if (stopping_) {
+                        budget = std::min(budget,
+                                          std::chrono::duration_cast<std::chrono::milliseconds>(*stop_deadline_ - now));
+                    }
                     break;
                 }
-                auto next =
-                    std::min_element(queue_.begin(), queue_.end(), [](auto& x, auto& y) { return x.due < y.due; });
-                wake_.wait_until(lock, next->due);
+                // Nothing to take: wait for the next due time, or for a busy
+                // URL to come free (notified), whichever is first.
+                auto next = queue_.end();
+                for (auto x = queue_.begin(); x != queue_.end(); ++x) {
+                    if (!busy_urls_.contains(x->url) && (next == queue_.end() || x->due < next->due)) next = x;
+                }
+                if (next == queue_.end()) {  // every queued alert's URL is busy
+                    if (stopping_) {
+                        wake_.wait_until(lock, *stop_deadline_);
+                    } else {
+                        wake_.wait(lock);
+                    }
+                    continue;
+                }
+                wake_.wait_until(lock, stopping_ ? std::min(next->due, *stop_deadline_) : next->due);
             }
         }
-        const bool ok = post(a.url, a.body);
+        const bool ok = budget.count() > 0 && post(a.url, a.body, budget);
         ++a.attempts;
+        std::lock_guard lock(mutex_);
+        busy_urls_.erase(a.url);
+        wake_.notify_all();
         if (ok) {
             metrics_.inc("keywarden_alerts_total", {{"kind", a.kind}, {"outcome", "delivered"}});
             continue;
         }
-        std::lock_guard lock(mutex_);
         if (a.attempts >= options_.max_attempts || stopping_) {
             metrics_.inc("keywarden_alerts_total", {{"kind", a.kind}, {"outcome", "failed"}});
             continue;

@@ -2,15 +2,18 @@
 // Alert delivery to webhooks.
 //
 // notify() only enqueues (bounded; the oldest alert is dropped when full) and
-// never blocks a request. One worker thread POSTs each alert as JSON to every
-// target subscribed to its kind, retrying with exponential backoff. Outcomes
-// are counted in metrics (keywarden_alerts_total{kind,outcome}).
+// never blocks a request. A few worker threads POST each alert as JSON to
+// every target subscribed to its kind, retrying with exponential backoff;
+// one attempt has a deadline from connect to answer, and a URL is tried by
+// one worker at a time. Outcomes are counted in metrics
+// (keywarden_alerts_total{kind,outcome}).
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -31,13 +34,19 @@ struct Options {
     std::size_t queue_limit = 1000;
     int max_attempts = 5;
     std::chrono::milliseconds first_backoff{500};
-    std::chrono::seconds timeout{5};
+    std::chrono::seconds timeout{5};  // one delivery attempt, connect to answer
+    // At shutdown, queued alerts get one attempt each within this; the rest
+    // are counted as dropped.
+    std::chrono::milliseconds shutdown_grace{2000};
+    // Delivery threads. Each URL is tried by one at a time, so a webhook
+    // that hangs until the timeout delays only its own alerts.
+    std::size_t workers = 4;
 };
 
 class Dispatcher {
 public:
     Dispatcher(std::vector<Target> targets, metrics::Registry& metrics, Options options = {});
-    ~Dispatcher();  // delivers what it can within one attempt each, then stops
+    ~Dispatcher();  // one attempt each for queued alerts within shutdown_grace, then stops
     Dispatcher(const Dispatcher&) = delete;
     Dispatcher& operator=(const Dispatcher&) = delete;
 
@@ -57,7 +66,8 @@ private:
         std::string url;
     };
     void run();
-    bool post(const std::string& url, const std::string& body);
+    bool post(const std::string& url, const std::string& body, std::chrono::milliseconds budget);
+    bool shutdown_overdue();
 
     std::vector<Target> targets_;
     metrics::Registry& metrics_;
@@ -65,8 +75,10 @@ private:
     std::mutex mutex_;
     std::condition_variable wake_;
     std::deque<Alert> queue_;
+    std::set<std::string> busy_urls_;  // being tried by a worker
     bool stopping_ = false;
-    std::thread worker_;
+    std::optional<std::chrono::steady_clock::time_point> stop_deadline_;
+    std::vector<std::thread> workers_;
 };
 
 /// Splits "http://host:port/path" into its parts; false if not http(s).

@@ -133,7 +133,7 @@ void Session::hello(wire::Reader& in, wire::Writer& out) {
     };
     const std::string_view text(reinterpret_cast<const char*>(credential.data()), credential.size());
     auto v = app_.tokens.verify(text, std::nullopt, gate);
-    app_.metrics.inc("keywarden_token_verifications_total", {{"code", std::string(core::tokens::to_string(v.code))}});
+    note_verification(app_, v);
     using C = core::tokens::VerifyCode;
     switch (v.code) {
         case C::VALID: break;

@@ -1,0 +1,47 @@
+// Every token verification answer, wherever it was made (the verify
+// endpoints, credential checks, the local protocol's hello), is counted by
+// code, watched for failure spikes (core/alerts/spike.hpp), and checked for
+// credits running out.
+#include "server/app.hpp"
+
+namespace kw::server {
+namespace {
+
+// A use just spent: warn once as the credits reach 20% of the allowance
+// (when that is at least one use) and once at zero. Each answer spends one
+// use, so crossing a mark means landing on it; after a refill the
+// allowance is full again and the warnings can come again.
+void watch_credits(App& app, const core::tokens::Verification& v) {
+    if (v.code != core::tokens::VerifyCode::VALID || !v.remaining_uses) return;
+    const std::int64_t left = *v.remaining_uses;
+    if (left == 0) {
+        app.alerts.notify("credits_exhausted", v.name, "token " + v.kid + " has no credits left", {{"kid", v.kid}});
+        return;
+    }
+    auto rec = app.store.token_record(v.kid);
+    if (!rec || !rec->max_uses || *rec->max_uses <= 0) return;
+    const std::int64_t fifth = *rec->max_uses / 5;
+    if (fifth >= 1 && left == fifth) {
+        app.alerts.notify("credits_low", v.name, "token " + v.kid + " is down to 20% of its credits",
+                          {{"kid", v.kid}, {"remaining", left}, {"max_uses", *rec->max_uses}});
+    }
+}
+
+}  // namespace
+
+void note_verification(App& app, const core::tokens::Verification& v) {
+    const std::string code(core::tokens::to_string(v.code));
+    app.metrics.inc("keywarden_token_verifications_total", {{"code", code}});
+    if (auto spike = app.spikes.record(code)) {
+        const bool count = spike->trigger == core::alerts::Spike::Trigger::count;
+        app.alerts.notify("verify_failed_spike", "", spike->message(),
+                          {{"trigger", count ? "count" : "unusual"},
+                           {"failures", spike->failures},
+                           {"unknown", spike->unknown},
+                           {"usual_per_minute", spike->usual},
+                           {"last_code", code}});
+    }
+    watch_credits(app, v);
+}
+
+}  // namespace kw::server
