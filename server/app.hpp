@@ -16,6 +16,7 @@
 #include "core/rotation/engine.hpp"
 #include "core/tokens/token_service.hpp"
 #include "server/request.hpp"
+#include "server/rotation_counter.hpp"
 
 namespace kw::server {
 
@@ -42,6 +43,7 @@ struct App {
     std::atomic<bool>& draining;
     core::alerts::Dispatcher& alerts;
     core::alerts::SpikeDetector& spikes;  // verify_failed_spike
+    RotationCounter& rotations;           // keywarden_rotations_total
 };
 
 /// Routes one request; never throws (errors become JSON error responses).

@@ -2,7 +2,9 @@
 // Every call needs a keywarden API token with scope "admin".
 #include <charconv>
 
+#include "core/audit/export.hpp"
 #include "core/audit/verify.hpp"
+#include "core/crypto/public_key.hpp"
 #include "core/error.hpp"
 #include "server/app.hpp"
 
@@ -135,13 +137,14 @@ Response key_action(App& app, const Request& r, const std::string& name, const s
         auto result = app.engine.rotate(name, strategy);
         auto j = rotation_json(result.record);
         if (result.new_token) j["token"] = *result.new_token;
-        app.metrics.inc("keywarden_rotations_total",
-                        {{"outcome", result.record.outcome.empty() ? "started" : result.record.outcome}});
+        app.rotations.observe(result.record);
         return Response::json(j);
     }
     if (action == "rollback") {
         std::lock_guard lock(app.rotation_mutex);
-        return Response::json(rotation_json(app.engine.rollback(name)));
+        auto record = app.engine.rollback(name);
+        app.rotations.observe(record);
+        return Response::json(rotation_json(record));
     }
     auto body = parse_body(r, {"reason", "force"});
     const std::string reason = optional_string(body, "reason").value_or("");
@@ -168,6 +171,24 @@ std::optional<std::uint64_t> query_number(const std::string& s) {
     auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
     return v;
+}
+
+// The whole log as a keywarden-audit-export-v1 document, ending on a
+// checkpoint signed now: `hsm-keytool audit verify --offline` checks it
+// with the public key in its header, without the HSM. Built in memory (the
+// answer is not streamed): very large logs are better exported with
+// `hsm-keytool audit export` on the host.
+Response audit_export(App& app) {
+    app.audit.flush();
+    app.audit.checkpoint_now();
+    Response resp;
+    resp.content_type = "application/x-ndjson";
+    const std::string pem = core::spki_to_pem(app.audit.keys().public_key());
+    const auto n = core::audit::write_export(app.audit.sink(), pem, app.token.info().label, app.keys.clock().now(),
+                                             [&](const std::string& line) { resp.body += line; });
+    resp.headers["Content-Disposition"] = "attachment; filename=\"keywarden-audit.jsonl\"";
+    resp.headers["X-Keywarden-Audit-Events"] = std::to_string(n.events);
+    return resp;
 }
 
 Response audit_query(App& app, const Request& r) {
@@ -288,6 +309,7 @@ Response admin(App& app, const Request& r, const std::string& path) {
     }
     if (path == "/limits") return admin_limits(app, r, admin.kid);
     if (path == "/audit" && get) return audit_query(app, r);
+    if (path == "/audit/export" && get) return audit_export(app);
     throw ApiError(404, "NOT_FOUND", "no admin endpoint " + r.method + " " + path);
 }
 

@@ -19,7 +19,10 @@ Response readyz(App& app, const Request&) {
     checks["token_logged_in"] = app.token.logged_in();
     ready = ready && app.token.logged_in();
     try {
-        (void)app.store.get_meta("readyz");
+        // A write, not a read: a store that can be read but not written
+        // (read-only file, another process holding the write lock past
+        // busy_timeout_ms, a full disk) cannot serve audited requests.
+        app.store.set_meta("readyz_probe", std::to_string(app.keys.clock().now()));
         checks["store"] = "ok";
     } catch (const std::exception& e) {
         checks["store"] = e.what();

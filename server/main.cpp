@@ -29,6 +29,7 @@
 #include "server/alert_hooks.hpp"
 #include "server/http_server.hpp"
 #include "server/local/local_server.hpp"
+#include "server/rotation_counter.hpp"
 #include "server/socket_access.hpp"
 #include "token/error.hpp"
 #include "token/pin.hpp"
@@ -133,7 +134,6 @@ int run(int argc, char** argv) {
     metrics.help("keywarden_http_request_seconds", "histogram", "HTTP request latency");
     metrics.help("keywarden_token_verifications_total", "counter", "API token verifications by code");
     metrics.help("keywarden_rate_limit_denials_total", "counter", "requests refused by the rate limiter");
-    metrics.help("keywarden_rotations_total", "counter", "rotations by outcome");
     metrics.help("keywarden_hsm_operation_seconds", "histogram", "HSM sign/HMAC latency");
     metrics.help("keywarden_hsm_errors_total", "counter", "PKCS#11 errors by CKR name");
     metrics.gauge_fn("keywarden_audit_queue_depth", [&] {
@@ -165,14 +165,17 @@ int run(int argc, char** argv) {
     });
 
     core::alerts::Dispatcher alerts(server::global_targets(config), metrics);
+    server::RotationCounter rotation_counter(metrics, clock.now());
+    metrics.help("keywarden_rotation_check_errors_total", "counter", "scheduler passes that failed");
     core::alerts::SpikeOptions spike_options;
     spike_options.per_minute = config.verify_failed_per_minute;
     spike_options.factor = config.unknown_token_factor;
     spike_options.min_count = config.unknown_token_min;
     core::alerts::SpikeDetector spikes(spike_options, [&clock] { return clock.now(); });
-    server::App app{config,  token,    *store,         audit,        keys,       tokens,           usage,
-                    engine,  policies, rotation_mutex, token_limits, key_limits, not_found_limits, denials,
-                    metrics, draining, alerts,         spikes};
+    server::App app{config,       token,      *store,           audit,           keys,
+                    tokens,       usage,      engine,           policies,        rotation_mutex,
+                    token_limits, key_limits, not_found_limits, denials,         metrics,
+                    draining,     alerts,     spikes,           rotation_counter};
     server::HttpOptions ho;
     ho.listen = config.listen;
     ho.unix_socket = config.unix_socket;
@@ -219,7 +222,7 @@ int run(int argc, char** argv) {
             try {
                 std::lock_guard lock(rotation_mutex);
                 for (const auto& r : engine.run_due()) {
-                    metrics.inc("keywarden_rotations_total", {{"outcome", r.outcome.empty() ? r.state : r.outcome}});
+                    rotation_counter.observe(r);
                     if (r.outcome == "failed") {
                         const auto* policy = server::rotation_policy(policies, keys, r);
                         alerts.notify("rotation_failed", r.key_name,
@@ -231,8 +234,15 @@ int run(int argc, char** argv) {
                                       server::policy_targets(policy, config));
                     }
                 }
-                // Keys that expire within their policy's warning lead (14 days
-                // without a policy): one alert per key per day.
+            } catch (const std::exception& e) {
+                metrics.inc("keywarden_rotation_check_errors_total");
+                log_line(std::string("rotation check failed: ") + e.what());
+            }
+            // Keys that expire within their policy's warning lead (14 days
+            // without a policy): one alert per key per day. Checked even when
+            // the rotation pass failed.
+            try {
+                std::lock_guard lock(rotation_mutex);  // guards the policy set
                 const auto now = clock.now();
                 for (const auto& k : store->list_keys()) {
                     if (!k.expires_at || k.revoked_at || *k.expires_at <= now) continue;
@@ -248,8 +258,8 @@ int run(int argc, char** argv) {
                         server::policy_targets(p, config));
                 }
             } catch (const std::exception& e) {
-                metrics.inc("keywarden_rotations_total", {{"outcome", "error"}});
-                log_line(std::string("rotation check failed: ") + e.what());
+                metrics.inc("keywarden_rotation_check_errors_total");
+                log_line(std::string("expiry check failed: ") + e.what());
             }
         }
     });

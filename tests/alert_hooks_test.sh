@@ -153,6 +153,12 @@ expect 200 "metrics" GET /metrics
 grep -q '^keywarden_alerts_total{kind="rotation_failed",outcome="delivered"} 2$' out \
   || fail "keywarden_alerts_total{kind=rotation_failed,outcome=delivered} is not 2: $(grep alerts_total out)"
 ok "metrics count 2 rotation_failed deliveries (hook-a and global)"
+# a-rot waited in "published" for several 1 s scheduler ticks: it is still
+# one rotation, started once and failed once.
+rot_lines=$(grep '^keywarden_rotations_total' out | sort | tr '\n' ' ')
+[ "$rot_lines" = 'keywarden_rotations_total{outcome="failed"} 1 keywarden_rotations_total{outcome="started"} 1 ' ] ||
+  fail "keywarden_rotations_total should count one started and one failed rotation, not scheduler ticks: $rot_lines"
+ok "keywarden_rotations_total counts rotations, not ticks: started 1, failed 1"
 stop_daemon
 [ "$drc" = 0 ] || fail "keywardend exited $drc after SIGTERM"
 

@@ -130,6 +130,23 @@ expect 200 "healthz" GET /healthz
 jcheck "GET /healthz -> 200 ok" 'j == {"status": "ok"}'
 expect 200 "readyz" GET /readyz
 jcheck "GET /readyz -> 200 ready" 'j["ready"] is True and j["checks"]["token_logged_in"] is True and j["checks"]["store"] == "ok"'
+# Readiness writes to the store: while another process holds its write lock
+# for longer than busy_timeout_ms (2 s), the daemon is not ready.
+rm -f locked.flag
+"$PY" -c 'import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN IMMEDIATE")
+open(sys.argv[2], "w").close()
+time.sleep(3.5)
+c.execute("ROLLBACK")' "${KEYWARDEN_STORE_URL#sqlite:}" locked.flag &
+lpid=$!
+for _ in $(seq 1 50); do [ -e locked.flag ] && break; sleep 0.1; done
+[ -e locked.flag ] || fail "the lock holder did not start"
+expect 503 "readyz while the store is locked" GET /readyz
+jcheck "GET /readyz -> 503 while another process holds the store's write lock" 'j["ready"] is False and "lock" in j["checks"]["store"]'
+wait "$lpid" || fail "the lock holder failed"
+expect 200 "readyz after the lock" GET /readyz
+jcheck "GET /readyz -> 200 again once the lock is released" 'j["ready"] is True and j["checks"]["store"] == "ok"'
 expect_error 404 NOT_FOUND "POST /healthz (wrong method)" POST /healthz '{}'
 expect 200 "jwks" GET /.well-known/jwks.json
 jcheck "GET /.well-known/jwks.json lists pay-jwt's kid" "any(k.get('kid') == '$JWT_KID' and k.get('kty') == 'EC' for k in j['keys'])"

@@ -5,6 +5,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "core/audit/export.hpp"
 #include "core/audit/verify.hpp"
 #include "core/crypto/public_key.hpp"
 #include "core/error.hpp"
@@ -130,29 +131,9 @@ int audit_export(Context& ctx, const Args& args) {
     log.checkpoint_now();  // so the export ends on a signed checkpoint
     auto& sink = ctx.audit_sink();
     const std::string pem = core::spki_to_pem(log.keys().public_key());
-    auto checkpoints = sink.checkpoints();
     std::string out;
-    out += nlohmann::json{{"record", "header"},
-                          {"format", "keywarden-audit-export-v1"},
-                          {"exported_at", core::format_time(ctx.clock().now())},
-                          {"token", ctx.token().info().label},
-                          {"public_key", pem}}
-               .dump() +
-           "\n";
-    std::size_t next_cp = 0;
-    std::uint64_t n = 0;
-    sink.for_each([&](const audit::Event& e) {
-        auto j = audit::to_json(e);
-        j["record"] = "event";
-        out += j.dump() + "\n";
-        ++n;
-        while (next_cp < checkpoints.size() && checkpoints[next_cp].seq <= e.seq) {
-            auto c = audit::to_json(checkpoints[next_cp++]);
-            c["record"] = "checkpoint";
-            out += c.dump() + "\n";
-        }
-        return true;
-    });
+    const auto n = audit::write_export(sink, pem, ctx.token().info().label, ctx.clock().now(),
+                                       [&](const std::string& line) { out += line; });
     std::optional<std::string> path;
     if (vm.count("out")) path = vm["out"].as<std::string>();
     write_output(path, std::vector<std::uint8_t>(out.begin(), out.end()));
@@ -160,7 +141,7 @@ int audit_export(Context& ctx, const Args& args) {
         write_output(vm["pubkey-out"].as<std::string>(), std::vector<std::uint8_t>(pem.begin(), pem.end()));
     }
     if (path)
-        std::cerr << "exported " << n << " events and " << checkpoints.size() << " checkpoints to " << *path << "\n";
+        std::cerr << "exported " << n.events << " events and " << n.checkpoints << " checkpoints to " << *path << "\n";
     return kOk;
 }
 
