@@ -75,7 +75,7 @@ void audit_rate_limited(App& app, const std::string& key, const std::string& kid
 
 /// Counts a verification answer by code and raises verify_failed_spike,
 /// credits_low and credits_exhausted (server/verification_watch.cpp).
-void note_verification(App& app, const core::tokens::Verification& v);
+void note_verification(App& app, const core::tokens::Verification& v, std::int64_t cost = 1);
 
 /// Sets RateLimit-Limit/-Remaining/-Reset (and Retry-After for a denial).
 void add_rate_headers(Response& resp, const core::ratelimit::Decision& d);

@@ -103,15 +103,31 @@ Response create_key(App& app, const Request& r) {
 }
 
 Response issue_token(App& app, const Request& r) {
-    auto body = parse_body(
-        r, {"name", "scopes", "expires_in", "prefix", "max_uses", "refill_seconds", "provisioning", "owner"});
+    auto body = parse_body(r, {"name", "scopes", "expires_in", "prefix", "max_uses", "refill", "refill_amount",
+                               "refill_seconds", "provisioning", "owner"});
     core::tokens::IssueRequest req;
     req.name = require_string(body, "name");
     req.scopes = strings(body, "scopes");
     req.expires_in = optional_int(body, "expires_in");
     req.prefix = optional_string(body, "prefix").value_or("kw_live");
     req.max_uses = optional_int(body, "max_uses");
-    req.refill = optional_int(body, "refill_seconds");
+    // "refill": "daily" | "monthly" | "monthly:DAY" | a duration ("12h");
+    // "refill_seconds" is the older spelling of a duration.
+    const auto refill_text = optional_string(body, "refill");
+    const auto refill_seconds = optional_int(body, "refill_seconds");
+    if (refill_text && refill_seconds) throw ApiError(400, "BAD_REFILL", "give 'refill' or 'refill_seconds', not both");
+    if (refill_text) {
+        req.refill = core::RefillSchedule::parse(*refill_text);
+        if (!req.refill) {
+            throw ApiError(
+                400, "BAD_REFILL",
+                "refill wants daily, monthly, monthly:DAY (1-28) or a duration like 12h, not '" + *refill_text + "'");
+        }
+    } else if (refill_seconds) {
+        if (*refill_seconds <= 0) throw ApiError(400, "BAD_REFILL", "refill_seconds must be at least 1");
+        req.refill = core::RefillSchedule{core::RefillSchedule::Kind::every, *refill_seconds, 1};
+    }
+    req.refill_amount = optional_int(body, "refill_amount");
     req.owner = optional_string(body, "owner").value_or("");
     if (body.contains("provisioning")) {
         if (!body["provisioning"].is_boolean()) throw ApiError(400, "BAD_TYPE", "'provisioning' must be a boolean");
@@ -259,6 +275,10 @@ Response admin(App& app, const Request& r, const std::string& path) {
                              {"uses", rec->uses},
                              {"max_uses", rec->max_uses ? nlohmann::json(*rec->max_uses) : nlohmann::json(nullptr)},
                              {"credits_remaining", left ? nlohmann::json(*left) : nlohmann::json(nullptr)},
+                             {"refill",
+                              rec->refill ? nlohmann::json(rec->refill->to_string()) : nlohmann::json(nullptr)},
+                             {"refill_amount",
+                              rec->refill_amount ? nlohmann::json(*rec->refill_amount) : nlohmann::json(nullptr)},
                              {"next_refill",
                               refill ? nlohmann::json(core::format_time(*refill)) : nlohmann::json(nullptr)},
                              {"last_used_at", rec->last_used_at ? nlohmann::json(core::format_time(*rec->last_used_at))

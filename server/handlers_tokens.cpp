@@ -22,9 +22,10 @@ VerifyAnswer verify_one(App& app, std::string_view token, const std::optional<st
         a.limited = !rl.allowed;
         return rl.allowed;
     };
-    a.verification = app.tokens.verify(token, scope ? std::optional<std::string_view>(*scope) : std::nullopt, gate);
+    a.verification =
+        app.tokens.verify(token, scope ? std::optional<std::string_view>(*scope) : std::nullopt, gate, cost);
     const auto& v = a.verification;
-    note_verification(app, v);
+    note_verification(app, v, cost);
     if (a.limited) {
         app.metrics.inc("keywarden_rate_limit_denials_total", {{"scope", "token"}});
         audit_rate_limited(app, v.name, v.kid, "verify_token", {{"retry_after_ms", rl.retry_after_ms}});

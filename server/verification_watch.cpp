@@ -7,11 +7,10 @@
 namespace kw::server {
 namespace {
 
-// A use just spent: warn once as the credits reach 20% of the allowance
-// (when that is at least one use) and once at zero. Each answer spends one
-// use, so crossing a mark means landing on it; after a refill the
-// allowance is full again and the warnings can come again.
-void watch_credits(App& app, const core::tokens::Verification& v) {
+// `cost` uses just spent: warn once as the credits cross 20% of the
+// allowance (when that is at least one use) and once as they reach zero.
+// After a refill the allowance is full again and the warnings can come again.
+void watch_credits(App& app, const core::tokens::Verification& v, std::int64_t cost) {
     if (v.code != core::tokens::VerifyCode::VALID || !v.remaining_uses) return;
     const std::int64_t left = *v.remaining_uses;
     if (left == 0) {
@@ -19,17 +18,19 @@ void watch_credits(App& app, const core::tokens::Verification& v) {
         return;
     }
     auto rec = app.store.token_record(v.kid);
-    if (!rec || !rec->max_uses || *rec->max_uses <= 0) return;
-    const std::int64_t fifth = *rec->max_uses / 5;
-    if (fifth >= 1 && left == fifth) {
+    if (!rec || !rec->max_uses) return;
+    // The allowance of this period: max_uses, or the refill amount after a refill.
+    const std::int64_t allowance = rec->allowance(app.keys.clock().now());
+    const std::int64_t fifth = allowance / 5;
+    if (fifth >= 1 && left <= fifth && left + cost > fifth) {
         app.alerts.notify("credits_low", v.name, "token " + v.kid + " is down to 20% of its credits",
-                          {{"kid", v.kid}, {"remaining", left}, {"max_uses", *rec->max_uses}});
+                          {{"kid", v.kid}, {"remaining", left}, {"allowance", allowance}});
     }
 }
 
 }  // namespace
 
-void note_verification(App& app, const core::tokens::Verification& v) {
+void note_verification(App& app, const core::tokens::Verification& v, std::int64_t cost) {
     const std::string code(core::tokens::to_string(v.code));
     app.metrics.inc("keywarden_token_verifications_total", {{"code", code}});
     if (auto spike = app.spikes.record(code)) {
@@ -41,7 +42,7 @@ void note_verification(App& app, const core::tokens::Verification& v) {
                            {"usual_per_minute", spike->usual},
                            {"last_code", code}});
     }
-    watch_credits(app, v);
+    watch_credits(app, v, cost);
 }
 
 }  // namespace kw::server

@@ -218,7 +218,7 @@ jcheck "an unknown token -> NOT_FOUND" 'j["code"] == "NOT_FOUND"'
 wait_for 5 "credits_low, credits_exhausted and verify_failed_spike (4 failures > 3 a minute) reached /global" \
   'n("/global", "credits_low", "credits5") == 1 and n("/global", "credits_exhausted", "credits5") == 1 and n("/global", "verify_failed_spike", "") == 1'
 dcheck "credits_low says what is left of what; the spike says which trigger fired" \
-  '[(x["body"]["details"]["remaining"], x["body"]["details"]["max_uses"]) for x in d if x["path"] == "/global" and x["body"]["kind"] == "credits_low"] == [(1, 5)] and [x["body"]["details"]["trigger"] for x in d if x["path"] == "/global" and x["body"]["kind"] == "verify_failed_spike"] == ["count"]'
+  '[(x["body"]["details"]["remaining"], x["body"]["details"]["allowance"]) for x in d if x["path"] == "/global" and x["body"]["kind"] == "credits_low"] == [(1, 5)] and [x["body"]["details"]["trigger"] for x in d if x["path"] == "/global" and x["body"]["kind"] == "verify_failed_spike"] == ["count"]'
 [ "$slowest" -lt 1000 ] || fail "a verification took $slowest ms while a webhook hung: alert delivery blocked a request"
 ok "no verification waited on the webhooks (slowest $slowest ms, one webhook never answering)"
 wait_for 10 "/flaky: refused twice, then all 3 alerts delivered (retried with backoff)" \

@@ -465,6 +465,50 @@ TEST_CASE("a token verifies after a restart (digest lookup, nothing cached)") {
     }
 }
 
+TEST_CASE("credits: a daily refill restores refill_amount at 00:00 UTC; a cost spends several uses or none") {
+    FakeClock clock(kStart);  // 2027-01-15T08:00:00Z
+    Stack s(clock, fresh_db("refill"));
+    auto issued = s.tokens->issue(
+        IssueRequest{.name = "daily", .max_uses = 5, .refill = RefillSchedule::parse("daily"), .refill_amount = 3});
+    const std::string t(issued.token.view());
+    const std::string kid = issued.key.versions.front().kid;
+    constexpr UnixTime kMidnight = 1'800'057'600;  // 2027-01-16T00:00:00Z
+    // The first allowance is max_uses; a cost takes several uses at once.
+    auto v = s.tokens->verify(t, std::nullopt, {}, 4);
+    CHECK(v.code == VerifyCode::VALID);
+    CHECK(v.remaining_uses == 1);
+    CHECK(v.next_refill == kMidnight);
+    // A cost larger than what is left spends nothing.
+    CHECK(s.tokens->verify(t, std::nullopt, {}, 2).code == VerifyCode::USAGE_EXCEEDED);
+    CHECK(s.store->token_record(kid)->uses == 4);
+    CHECK(s.tokens->verify(t).remaining_uses == 0);
+    CHECK(s.tokens->verify(t).code == VerifyCode::USAGE_EXCEEDED);
+    // One second before midnight: still exhausted.
+    clock.set(kMidnight - 1);
+    CHECK(s.tokens->verify(t).code == VerifyCode::USAGE_EXCEEDED);
+    // At midnight the allowance is refill_amount (3), not max_uses.
+    clock.set(kMidnight + 60);
+    auto r1 = s.tokens->verify(t);
+    CHECK(r1.code == VerifyCode::VALID);
+    CHECK(r1.remaining_uses == 2);
+    CHECK(r1.next_refill == kMidnight + 86400);
+    CHECK(s.tokens->verify(t, std::nullopt, {}, 2).remaining_uses == 0);
+    CHECK(s.tokens->verify(t).code == VerifyCode::USAGE_EXCEEDED);
+    auto rec = s.store->token_record(kid);
+    REQUIRE(rec);
+    CHECK(rec->refilled);
+    CHECK(rec->next_refill_at == kMidnight + 86400);
+    CHECK(rec->refill->to_string() == "daily");
+    // A missed day refills once, to the amount, with the next midnight after now.
+    clock.set(kMidnight + 3 * 86400 + 5);
+    auto later = s.tokens->verify(t);
+    CHECK(later.remaining_uses == 2);
+    CHECK(later.next_refill == kMidnight + 4 * 86400);
+    // Bad requests are refused at issue.
+    CHECK_THROWS_AS(s.tokens->issue(IssueRequest{.name = "x1", .refill = RefillSchedule::parse("daily")}), Error);
+    CHECK_THROWS_AS(s.tokens->issue(IssueRequest{.name = "x2", .max_uses = 2, .refill_amount = 3}), Error);
+}
+
 TEST_CASE("concurrent verifications never exceed max_uses") {
     FakeClock clock(kStart);
     Stack s(clock, fresh_db("concurrency"));

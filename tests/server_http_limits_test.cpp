@@ -174,6 +174,41 @@ TEST_CASE("credits: max_uses per period, refilled when the period ends") {
     CHECK(u["by_outcome"]["USAGE_EXCEEDED"] == 2);
 }
 
+TEST_CASE("credits: a refill schedule and amount, and a cost that spends several credits or none") {
+    auto t = issue_token({{"name", "c-monthly"}, {"max_uses", 5}, {"refill", "monthly:15"}, {"refill_amount", 7}});
+    const std::string token = t["token"];
+    auto c = tcp_client();
+    auto v1 = c.request("POST", "/v1/tokens/verify", json{{"token", token}, {"cost", 3}}.dump()).json();
+    CHECK(v1["code"] == "VALID");
+    CHECK(v1["credits"]["remaining"] == 2);
+    // The next refill is 00:00 UTC on a 15th, within a month.
+    const std::string refill = v1["credits"]["refill"];
+    CHECK(refill.substr(8) == "15T00:00:00Z");
+    CHECK(parse_utc(refill) > unix_now());
+    CHECK(parse_utc(refill) <= unix_now() + 31 * 86400);
+    auto v2 = c.request("POST", "/v1/tokens/verify", json{{"token", token}, {"cost", 3}}.dump()).json();
+    CHECK(v2["code"] == "USAGE_EXCEEDED");  // 3 wanted, 2 left: nothing spent
+    auto v3 = c.request("POST", "/v1/tokens/verify", json{{"token", token}, {"cost", 2}}.dump()).json();
+    CHECK(v3["code"] == "VALID");
+    CHECK(v3["credits"]["remaining"] == 0);
+    auto u = admin_call("GET", "/v1/admin/keys/c-monthly/usage");
+    CHECK(u["versions"][0]["uses"] == 5);
+    CHECK(u["versions"][0]["refill"] == "monthly:15");
+    CHECK(u["versions"][0]["refill_amount"] == 7);
+    CHECK(u["versions"][0]["next_refill"] == refill);
+
+    auto bad = [&](const json& body) {
+        auto r = call("POST", "/v1/admin/tokens", body, server_env().admin);
+        CHECK(r.status == 400);
+        return r.error_code();
+    };
+    CHECK(bad({{"name", "c-bad1"}, {"max_uses", 5}, {"refill", "weekly"}}) == "BAD_REFILL");
+    CHECK(bad({{"name", "c-bad2"}, {"max_uses", 5}, {"refill", "monthly:31"}}) == "BAD_REFILL");
+    CHECK(bad({{"name", "c-bad3"}, {"max_uses", 5}, {"refill", "daily"}, {"refill_seconds", 60}}) == "BAD_REFILL");
+    CHECK(bad({{"name", "c-bad4"}, {"refill", "daily"}}) == "INVALID_ARGUMENT");  // no first allowance
+    CHECK(bad({{"name", "c-bad5"}, {"max_uses", 5}, {"refill_amount", 2}}) == "INVALID_ARGUMENT");
+}
+
 TEST_CASE("admin auth matrix") {
     const auto& w = world();
     const auto& admin = server_env().admin;

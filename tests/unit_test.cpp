@@ -19,6 +19,7 @@
 #include "core/error.hpp"
 #include "core/handle_cache.hpp"
 #include "core/ratelimit/denial_sampler.hpp"
+#include "core/refill.hpp"
 #include "core/types.hpp"
 #include "server/response_writer.hpp"
 #include "server/verify_json.hpp"
@@ -481,4 +482,35 @@ TEST_CASE("verify_failed spike: a quiet service needs min_count unknown tokens i
     now = 5 * 60;  // five minutes without an unknown token: usual 0, warm
     CHECK(feed(d, "MALFORMED", 19).empty());
     CHECK(feed(d, "NOT_FOUND", 1).size() == 1);
+}
+
+TEST_CASE("credit refills: daily at 00:00 UTC, monthly on a day of the month, or a cadence from issue") {
+    using kw::core::RefillSchedule;
+    constexpr std::int64_t t = 1'800'000'000;  // 2027-01-15T08:00:00Z
+    auto daily = RefillSchedule::parse("daily");
+    REQUIRE(daily);
+    CHECK(daily->next_after(t, t) == 1'800'057'600);              // 2027-01-16T00:00Z
+    CHECK(daily->next_after(1'800'057'600, t) == 1'800'144'000);  // exactly at midnight: the next one
+    auto first = RefillSchedule::parse("monthly");
+    REQUIRE(first);
+    CHECK(first->day == 1);
+    CHECK(first->next_after(t, t) == 1'801'440'000);  // 2027-02-01
+    auto twentieth = RefillSchedule::parse("monthly:20");
+    REQUIRE(twentieth);
+    CHECK(twentieth->next_after(t, t) == 1'800'403'200);              // 2027-01-20, this month still
+    CHECK(twentieth->next_after(1'800'403'200, t) == 1'803'081'600);  // then 2027-02-20
+    auto late = RefillSchedule::parse("monthly:28");
+    REQUIRE(late);
+    CHECK(late->next_after(1'830'294'000, t) == 1'832'630'400);  // 2027-12-31T23:00 -> 2028-01-28 (over the year)
+    CHECK(late->to_string() == "monthly:28");
+    auto every = RefillSchedule::parse("12h");
+    REQUIRE(every);
+    CHECK(every->to_string() == "every:43200");
+    CHECK(RefillSchedule::parse("every:43200")->seconds == 43200);
+    CHECK(every->next_after(t + 5, t) == t + 43200);          // phased from issue, not from midnight
+    CHECK(every->next_after(t + 43200, t) == t + 2 * 43200);  // a boundary belongs to the period it starts
+    for (const char* bad : {"monthly:0", "monthly:29", "monthly:x", "weekly", "0", "-5", "", "every:0"}) {
+        CAPTURE(bad);
+        CHECK_FALSE(RefillSchedule::parse(bad));
+    }
 }

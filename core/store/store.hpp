@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/key.hpp"
+#include "core/refill.hpp"
 
 namespace kw::core {
 
@@ -36,23 +37,32 @@ struct TokenRecord {
     std::optional<std::int64_t> max_uses;
     std::int64_t uses = 0;
     std::optional<UnixTime> last_used_at;
-    // Credits: with a refill period, max_uses is the allowance per period and
-    // `uses` starts again from zero when a new period begins.
-    std::optional<std::int64_t> refill_seconds;
+    // Credits with a refill: max_uses is the first allowance; at every
+    // refill (core/refill.hpp) `uses` starts again from zero and the
+    // allowance becomes refill_amount (max_uses when unset). period_start is
+    // when the token was issued: it fixes the phase of an "every" cadence.
+    std::optional<RefillSchedule> refill;
+    std::optional<std::int64_t> refill_amount;
+    bool refilled = false;                   // a refill has happened
+    std::optional<UnixTime> next_refill_at;  // the next refill the store knows of
     std::optional<UnixTime> period_start;
 
+    /// A refill is due at `now` (the next use restarts the count).
+    [[nodiscard]] bool refill_due(UnixTime now) const { return next_refill_at && now >= *next_refill_at; }
+    /// The allowance of the current period.
+    [[nodiscard]] std::int64_t allowance(UnixTime now) const {
+        return (refilled || refill_due(now)) && refill_amount ? *refill_amount : max_uses.value_or(0);
+    }
     /// Uses left in the current period at `now` (nullopt: unlimited).
     [[nodiscard]] std::optional<std::int64_t> remaining(UnixTime now) const {
         if (!max_uses) return std::nullopt;
-        if (refill_seconds && period_start && now >= *period_start + *refill_seconds) return *max_uses;
-        return *max_uses > uses ? *max_uses - uses : 0;
+        const std::int64_t used = refill_due(now) ? 0 : uses;
+        return std::max<std::int64_t>(0, allowance(now) - used);
     }
     /// When the allowance is next refilled (nullopt: never).
     [[nodiscard]] std::optional<UnixTime> next_refill(UnixTime now) const {
-        if (!refill_seconds || !period_start) return std::nullopt;
-        UnixTime start = *period_start;
-        if (now >= start + *refill_seconds) start = now - ((now - start) % *refill_seconds);
-        return start + *refill_seconds;
+        if (!refill || !next_refill_at) return std::nullopt;
+        return refill_due(now) ? refill->next_after(now, period_start.value_or(0)) : *next_refill_at;
     }
 };
 
@@ -147,8 +157,13 @@ public:
     /// this digest. The answer is shared and immutable (no copy per call).
     [[nodiscard]] virtual std::shared_ptr<const TokenMatch> find_token(std::span<const std::uint8_t> digest) = 0;
     [[nodiscard]] virtual std::optional<TokenRecord> token_record(std::string_view kid) = 0;
-    /// Counts one use unless max_uses is reached; false means exhausted. Atomic.
-    [[nodiscard]] virtual bool consume_token_use(std::string_view kid, UnixTime at) = 0;
+    /// Spends `cost` uses if the current allowance has that many left; false
+    /// (nothing spent) otherwise. When a refill is due at `at`, the count
+    /// restarts from this use and the next refill becomes `next_refill`
+    /// (the token's schedule after `at`). Atomic: concurrent callers never
+    /// overspend.
+    [[nodiscard]] virtual bool consume_token_use(std::string_view kid, UnixTime at, std::int64_t cost = 1,
+                                                 std::optional<UnixTime> next_refill = std::nullopt) = 0;
     /// Adds uses counted in memory (tokens without max_uses) in one
     /// transaction: all of the batch or nothing.
     virtual void add_token_uses(std::span<const TokenUsage> batch) = 0;

@@ -75,6 +75,20 @@ IssuedToken TokenService::make_token(ManagedKey& key, int version, const std::st
     return IssuedToken{key, std::move(text), record.display};
 }
 
+namespace {
+
+// A new token's credits schedule: the first refill is the schedule's first
+// after issue; an "every" cadence is phased from issue.
+void set_refill(TokenRecord& record, const RefillSchedule& refill, std::optional<std::int64_t> amount,
+                UnixTime issued) {
+    record.refill = refill;
+    record.refill_amount = amount;
+    record.period_start = issued;
+    record.next_refill_at = refill.next_after(issued, issued);
+}
+
+}  // namespace
+
 IssuedToken TokenService::issue(const IssueRequest& request) {
     IssueRequest r = request;
     if (r.type != KeyType::api_token && r.type != KeyType::provisioning) {
@@ -88,8 +102,11 @@ IssuedToken TokenService::issue(const IssueRequest& request) {
         if (!r.expires_in) r.expires_in = 3600;
     }
     if (r.max_uses && *r.max_uses <= 0) throw Error(ErrorKind::invalid_argument, "--max-uses must be at least 1");
-    if (r.refill && (*r.refill <= 0 || !r.max_uses)) {
-        throw Error(ErrorKind::invalid_argument, "a refill period needs --max-uses (the credits restored each period)");
+    if (r.refill && !r.max_uses) {
+        throw Error(ErrorKind::invalid_argument, "a refill needs --max-uses (the first allowance)");
+    }
+    if (r.refill_amount && (!r.refill || *r.refill_amount <= 0)) {
+        throw Error(ErrorKind::invalid_argument, "a refill amount needs a refill schedule and must be at least 1");
     }
     if (r.expires_in && *r.expires_in <= 0) throw Error(ErrorKind::invalid_argument, "expiry must be in the future");
     if (r.name.empty()) throw Error(ErrorKind::invalid_argument, "a token needs a name");
@@ -108,10 +125,7 @@ IssuedToken TokenService::issue(const IssueRequest& request) {
     if (r.expires_in) key.expires_at = key.created_at + *r.expires_in;
     TokenRecord record;
     IssuedToken issued = make_token(key, 1, r.prefix, r.max_uses, record);
-    if (r.refill) {
-        record.refill_seconds = r.refill;
-        record.period_start = key.created_at;
-    }
+    if (r.refill) set_refill(record, *r.refill, r.refill_amount, key.created_at);
     // Audit first (fail closed): no token exists that the log does not know.
     keys_.audit(audit::EventType::token_issued, key.name, record.kid, "issue", "ok",
                 {{"type", core::to_string(key.type)},
@@ -130,13 +144,15 @@ IssuedToken TokenService::issue_version(std::string_view name, std::optional<std
     }
     int next = 1;
     std::optional<std::int64_t> max_uses;
-    std::optional<std::int64_t> refill;
+    std::optional<RefillSchedule> refill;
+    std::optional<std::int64_t> refill_amount;
     for (const auto& v : key.versions) {
         next = std::max(next, v.version + 1);
         if (v.primary) {
             if (auto rec = keys_.store().token_record(v.kid)) {
                 max_uses = rec->max_uses;
-                refill = rec->refill_seconds;
+                refill = rec->refill;
+                refill_amount = rec->refill_amount;
             }
         }
     }
@@ -145,10 +161,7 @@ IssuedToken TokenService::issue_version(std::string_view name, std::optional<std
     scratch.versions.clear();
     TokenRecord record;
     IssuedToken issued = make_token(scratch, next, prefix, max_uses, record, std::move(kid));
-    if (refill) {
-        record.refill_seconds = refill;
-        record.period_start = keys_.clock().now();
-    }
+    if (refill) set_refill(record, *refill, refill_amount, keys_.clock().now());
     KeyVersion v = scratch.versions.front();
     v.primary = false;  // rotation decides when it becomes primary
     keys_.audit(audit::EventType::token_issued, key.name, record.kid, "issue_version", "ok",
@@ -173,18 +186,20 @@ Verification TokenService::finish(Verification v, const ManagedKey& key) {
     return v;
 }
 
-bool TokenService::count_use(const TokenRecord& rec, UnixTime now) {
+bool TokenService::count_use(const TokenRecord& rec, UnixTime now, std::int64_t cost) {
     // max_uses is fixed at issue, so a token found without it stays unlimited:
     // nothing to overspend, its count can wait for the next batch.
     if (usage_ != nullptr && !rec.max_uses) {
         usage_->add(rec.kid, now);
         return true;
     }
-    return keys_.store().consume_token_use(rec.kid, now);
+    std::optional<UnixTime> next_refill;
+    if (rec.refill && rec.refill_due(now)) next_refill = rec.refill->next_after(now, rec.period_start.value_or(now));
+    return keys_.store().consume_token_use(rec.kid, now, cost, next_refill);
 }
 
 Verification TokenService::verify(std::string_view token, std::optional<std::string_view> required_scope,
-                                  const std::function<bool(const Verification&)>& gate) {
+                                  const std::function<bool(const Verification&)>& gate, std::int64_t cost) {
     Verification out;
     if (!parse_token(token)) {
         out.code = VerifyCode::MALFORMED;
@@ -234,12 +249,11 @@ Verification TokenService::verify(std::string_view token, std::optional<std::str
                    return probe;
                }())) {
         out.code = VerifyCode::RATE_LIMITED;
-    } else if (!count_use(rec, now)) {
+    } else if (!count_use(rec, now, cost)) {
         out.code = VerifyCode::USAGE_EXCEEDED;
-        out.remaining_uses = 0;
     } else {
         out.code = VerifyCode::VALID;
-        if (out.remaining_uses) out.remaining_uses = std::max<std::int64_t>(0, *out.remaining_uses - 1);
+        if (out.remaining_uses) out.remaining_uses = std::max<std::int64_t>(0, *out.remaining_uses - cost);
         if (found_pepper != keys_.roots().current_pepper()) {
             keys_.store().update_token_digest(rec.kid, current_digest, keys_.roots().current_pepper());
         }

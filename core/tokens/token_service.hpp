@@ -42,7 +42,10 @@ struct IssueRequest {
     std::optional<std::int64_t> expires_in;  // provisioning default: 1 hour
     std::string prefix = "kw_live";
     std::optional<std::int64_t> max_uses;  // provisioning default: 1
-    std::optional<std::int64_t> refill;    // credits: max_uses is restored every `refill` seconds
+    // Credits: when the allowance is restored (core/refill.hpp), and to how
+    // many uses (default: max_uses).
+    std::optional<RefillSchedule> refill;
+    std::optional<std::int64_t> refill_amount;
     std::string owner;
     std::map<std::string, std::string> labels;
 };
@@ -90,8 +93,10 @@ public:
     /// use is counted; returning false answers RATE_LIMITED (keywardend's
     /// rate limiter), so a refused request does not spend a use. The caller
     /// that owns the gate audits its refusals (keywardend samples them).
+    /// A VALID answer spends `cost` uses of a credit-limited token (all or
+    /// none: USAGE_EXCEEDED when fewer are left).
     Verification verify(std::string_view token, std::optional<std::string_view> required_scope = {},
-                        const std::function<bool(const Verification&)>& gate = {});
+                        const std::function<bool(const Verification&)>& gate = {}, std::int64_t cost = 1);
 
     /// Token keys with their token records.
     struct Listed {
@@ -106,7 +111,7 @@ private:
                            std::optional<std::int64_t> max_uses, TokenRecord& record,
                            std::optional<std::string> kid = {});
     Verification finish(Verification v, const ManagedKey& key);
-    [[nodiscard]] bool count_use(const TokenRecord& rec, UnixTime now);
+    [[nodiscard]] bool count_use(const TokenRecord& rec, UnixTime now, std::int64_t cost);
 
     KeyService& keys_;
     UsageAccumulator* usage_;

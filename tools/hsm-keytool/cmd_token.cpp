@@ -23,8 +23,10 @@ int token_issue(Context& ctx, const Args& args) {
         "scope", po::value(&scopes)->composing(), "scope (repeat or comma-separate)")(
         "expires-in", po::value<std::string>(), "lifetime: 30d, 12h, 3600")(
         "prefix", po::value<std::string>()->default_value("kw_live"), "token prefix (a-z, 0-9, _)")(
-        "max-uses", po::value<long long>(), "uses before the token is exhausted (per period with --refill)")(
-        "refill", po::value<std::string>(), "credits: restore --max-uses every period (daily, monthly or a duration)")(
+        "max-uses", po::value<long long>(), "uses before the token is exhausted (the first allowance with --refill)")(
+        "refill", po::value<std::string>(),
+        "credits: restore the allowance daily (00:00 UTC), monthly[:DAY] (00:00 UTC on DAY, default 1) or every "
+        "duration (12h)")("refill-amount", po::value<long long>(), "uses after each refill (default: --max-uses)")(
         "provisioning", "a short-lived, limited-use bootstrap token (defaults: 1 use, 1h)")(
         "owner", po::value<std::string>(), "owning team or service")(
         "out", po::value<std::string>(), "write the token to FILE (0600) instead of stdout")("json", "print JSON");
@@ -39,13 +41,10 @@ int token_issue(Context& ctx, const Args& args) {
     r.prefix = vm["prefix"].as<std::string>();
     if (vm.count("max-uses")) r.max_uses = vm["max-uses"].as<long long>();
     if (vm.count("refill")) {
-        const auto text = vm["refill"].as<std::string>();
-        // "monthly" is 30 days: credits refill on a fixed cadence from issue.
-        r.refill = text == "daily"     ? std::optional<std::int64_t>(86400)
-                   : text == "monthly" ? std::optional<std::int64_t>(30 * 86400)
-                                       : core::parse_duration(text);
-        if (!r.refill || *r.refill == 0) throw usage("--refill wants daily, monthly or a duration like 12h");
+        r.refill = core::RefillSchedule::parse(vm["refill"].as<std::string>());
+        if (!r.refill) throw usage("--refill wants daily, monthly, monthly:DAY (1-28) or a duration like 12h");
     }
+    if (vm.count("refill-amount")) r.refill_amount = vm["refill-amount"].as<long long>();
     if (vm.count("provisioning")) r.type = core::KeyType::provisioning;
     if (vm.count("owner")) r.owner = vm["owner"].as<std::string>();
     core::tokens::TokenService tokens(ctx.keys());

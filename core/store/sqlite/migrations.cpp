@@ -198,6 +198,17 @@ CREATE TABLE rate_limits (
     PRIMARY KEY (scope, subject)
 );
 )sql"},
+    Migration{9, R"sql(
+-- Credits refill on a schedule (core/refill.hpp: every N seconds, daily,
+-- monthly on a day) with an amount that may differ from the first
+-- allowance. refill_seconds is kept for older rows and no longer read.
+ALTER TABLE api_tokens ADD COLUMN refill TEXT;
+ALTER TABLE api_tokens ADD COLUMN refill_amount INTEGER CHECK (refill_amount IS NULL OR refill_amount >= 1);
+ALTER TABLE api_tokens ADD COLUMN refilled INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE api_tokens ADD COLUMN next_refill_at INTEGER;
+UPDATE api_tokens SET refill = 'every:' || refill_seconds, next_refill_at = period_start + refill_seconds
+    WHERE refill_seconds IS NOT NULL;
+)sql"},
 };
 
 int current_version(Database& db) {

@@ -93,7 +93,8 @@ void SqliteStore::create_key(const ManagedKey& key) {
 void SqliteStore::insert_token(const TokenRecord& t) {
     Statement s(db_,
                 "INSERT INTO api_tokens(kid, digest, pepper_version, prefix, display, max_uses, uses, last_used_at, "
-                "refill_seconds, period_start) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)");
+                "refill, refill_amount, refilled, next_refill_at, period_start) "
+                "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)");
     s.bind(1, t.kid)
         .bind(2, std::span<const std::uint8_t>(t.digest))
         .bind(3, static_cast<std::int64_t>(t.pepper_version))
@@ -101,9 +102,17 @@ void SqliteStore::insert_token(const TokenRecord& t) {
         .bind(5, t.display)
         .bind(6, t.max_uses)
         .bind(7, t.uses)
-        .bind(8, t.last_used_at)
-        .bind(9, t.refill_seconds)
-        .bind(10, t.period_start);
+        .bind(8, t.last_used_at);
+    const std::string refill = t.refill ? t.refill->to_string() : std::string();
+    if (t.refill) {
+        s.bind(9, refill);
+    } else {
+        s.bind_null(9);
+    }
+    s.bind(10, t.refill_amount)
+        .bind(11, static_cast<std::int64_t>(t.refilled ? 1 : 0))
+        .bind(12, t.next_refill_at)
+        .bind(13, t.period_start);
     s.run();
 }
 
@@ -125,8 +134,8 @@ void SqliteStore::add_token_version(std::string_view key_id, const KeyVersion& v
 
 namespace {
 constexpr const char* kTokenColumns =
-    "SELECT kid, digest, pepper_version, prefix, display, max_uses, uses, last_used_at, refill_seconds, period_start "
-    "FROM api_tokens";
+    "SELECT kid, digest, pepper_version, prefix, display, max_uses, uses, last_used_at, refill, refill_amount, "
+    "refilled, next_refill_at, period_start FROM api_tokens";
 TokenRecord read_token(const Statement& s) {
     TokenRecord t;
     t.kid = s.text(0);
@@ -137,8 +146,11 @@ TokenRecord read_token(const Statement& s) {
     t.max_uses = s.maybe_integer(5);
     t.uses = s.integer(6);
     t.last_used_at = s.maybe_integer(7);
-    t.refill_seconds = s.maybe_integer(8);
-    t.period_start = s.maybe_integer(9);
+    if (!s.is_null(8)) t.refill = RefillSchedule::parse(s.text(8));
+    t.refill_amount = s.maybe_integer(9);
+    t.refilled = s.integer(10) != 0;
+    t.next_refill_at = s.maybe_integer(11);
+    t.period_start = s.maybe_integer(12);
     return t;
 }
 }  // namespace
@@ -186,20 +198,22 @@ std::optional<TokenRecord> SqliteStore::token_record(std::string_view kid) {
     return read_token(*s);
 }
 
-bool SqliteStore::consume_token_use(std::string_view kid, UnixTime at) {
+bool SqliteStore::consume_token_use(std::string_view kid, UnixTime at, std::int64_t cost,
+                                    std::optional<UnixTime> next_refill) {
     std::lock_guard lock(mutex_);
-    // One statement, so concurrent verifications can never overspend: when a
-    // refill period has passed, the allowance restarts at this use.
-    auto s = cache_.get(
-        "UPDATE api_tokens SET "
-        "  uses = CASE WHEN refill_seconds IS NOT NULL AND ?2 >= period_start + refill_seconds THEN 1 ELSE "
-        "uses + 1 END, "
-        "  period_start = CASE WHEN refill_seconds IS NOT NULL AND ?2 >= period_start + refill_seconds "
-        "                 THEN ?2 - ((?2 - period_start) % refill_seconds) ELSE period_start END, "
-        "  last_used_at = ?2 "
-        "WHERE kid = ?1 AND (max_uses IS NULL OR uses < max_uses "
-        "  OR (refill_seconds IS NOT NULL AND ?2 >= period_start + refill_seconds))");
-    s->bind(1, kid).bind(2, at).run();
+    // One statement, so concurrent verifications can never overspend. Every
+    // expression reads the row as it was: "due" is a refill that has come,
+    // after which the count restarts at this use against the refill amount.
+    constexpr const char* due = "(next_refill_at IS NOT NULL AND ?2 >= next_refill_at)";
+    const std::string sql =
+        std::string("UPDATE api_tokens SET ") +  //
+        "  uses = CASE WHEN " + due + " THEN ?3 ELSE uses + ?3 END, " + "  refilled = CASE WHEN " + due +
+        " THEN 1 ELSE refilled END, " + "  next_refill_at = CASE WHEN " + due + " THEN ?4 ELSE next_refill_at END, " +
+        "  last_used_at = ?2 " + "WHERE kid = ?1 AND (max_uses IS NULL " + "  OR (" + due +
+        " AND ?3 <= COALESCE(refill_amount, max_uses)) " + "  OR (NOT " + due + " AND uses + ?3 <= " +
+        "      CASE WHEN refilled = 1 THEN COALESCE(refill_amount, max_uses) ELSE max_uses END))";
+    auto s = cache_.get(sql);
+    s->bind(1, kid).bind(2, at).bind(3, cost).bind(4, next_refill).run();
     return sqlite3_changes(db_.get()) == 1;
 }
 

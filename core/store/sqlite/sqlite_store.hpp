@@ -31,7 +31,8 @@ public:
     void add_token_version(std::string_view key_id, const KeyVersion& version, const TokenRecord& token) override;
     [[nodiscard]] std::shared_ptr<const TokenMatch> find_token(std::span<const std::uint8_t> digest) override;
     [[nodiscard]] std::optional<TokenRecord> token_record(std::string_view kid) override;
-    [[nodiscard]] bool consume_token_use(std::string_view kid, UnixTime at) override;
+    [[nodiscard]] bool consume_token_use(std::string_view kid, UnixTime at, std::int64_t cost,
+                                         std::optional<UnixTime> next_refill) override;
     void add_token_uses(std::span<const TokenUsage> batch) override;
     void update_token_digest(std::string_view kid, std::span<const std::uint8_t> digest, int pepper_version) override;
     std::int64_t create_rotation(const RotationRecord& r) override;
