@@ -20,6 +20,12 @@
 
 namespace kw::server {
 
+// audit_failure alerts, at most one a minute (server/audit_alarm.cpp).
+struct AuditAlarm {
+    std::atomic<std::int64_t> last_alert{-60};  // unix seconds
+    std::atomic<std::int64_t> since_alert{0};   // refusals not yet reported by an alert
+};
+
 struct App {
     const core::Config& config;
     token::Token& token;
@@ -44,6 +50,7 @@ struct App {
     core::alerts::Dispatcher& alerts;
     core::alerts::SpikeDetector& spikes;  // verify_failed_spike
     RotationCounter& rotations;           // keywarden_rotations_total
+    AuditAlarm& audit_failures;
 };
 
 /// Routes one request; never throws (errors become JSON error responses).
@@ -76,6 +83,10 @@ void audit_rate_limited(App& app, const std::string& key, const std::string& kid
 /// Counts a verification answer by code and raises verify_failed_spike,
 /// credits_low and credits_exhausted (server/verification_watch.cpp).
 void note_verification(App& app, const core::tokens::Verification& v, std::int64_t cost = 1);
+
+/// Counts an operation refused because its audit event could not be
+/// written, and raises audit_failure (at most once a minute).
+void note_audit_failure(App& app, const std::string& why);
 
 /// Sets RateLimit-Limit/-Remaining/-Reset (and Retry-After for a denial).
 void add_rate_headers(Response& resp, const core::ratelimit::Decision& d);

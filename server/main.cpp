@@ -166,16 +166,33 @@ int run(int argc, char** argv) {
 
     core::alerts::Dispatcher alerts(server::global_targets(config), metrics);
     server::RotationCounter rotation_counter(metrics, clock.now());
+    server::AuditAlarm audit_alarm;
     metrics.help("keywarden_rotation_check_errors_total", "counter", "scheduler passes that failed");
     core::alerts::SpikeOptions spike_options;
     spike_options.per_minute = config.verify_failed_per_minute;
     spike_options.factor = config.unknown_token_factor;
     spike_options.min_count = config.unknown_token_min;
     core::alerts::SpikeDetector spikes(spike_options, [&clock] { return clock.now(); });
-    server::App app{config,       token,      *store,           audit,           keys,
-                    tokens,       usage,      engine,           policies,        rotation_mutex,
-                    token_limits, key_limits, not_found_limits, denials,         metrics,
-                    draining,     alerts,     spikes,           rotation_counter};
+    server::App app{config,
+                    token,
+                    *store,
+                    audit,
+                    keys,
+                    tokens,
+                    usage,
+                    engine,
+                    policies,
+                    rotation_mutex,
+                    token_limits,
+                    key_limits,
+                    not_found_limits,
+                    denials,
+                    metrics,
+                    draining,
+                    alerts,
+                    spikes,
+                    rotation_counter,
+                    audit_alarm};
     server::HttpOptions ho;
     ho.listen = config.listen;
     ho.unix_socket = config.unix_socket;

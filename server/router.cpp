@@ -67,10 +67,7 @@ Response handle(App& app, const Request& r) {
             case K::audit_failure: resp = error(503, "AUDIT_UNAVAILABLE", e.what()); break;
             default: resp = error(500, "INTERNAL", e.what()); break;
         }
-        if (e.kind() == K::audit_failure) {
-            app.metrics.inc("keywarden_audit_failures_total");
-            app.alerts.notify("audit_failure", "", e.what());
-        }
+        if (e.kind() == K::audit_failure) note_audit_failure(app, e.what());
     } catch (const token::Pkcs11Error& e) {
         app.metrics.inc("keywarden_hsm_errors_total", {{"rv", e.name()}});
         resp = error(502, "HSM_ERROR", e.what());

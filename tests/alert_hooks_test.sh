@@ -19,6 +19,9 @@
 # 3. credits_low, credits_exhausted and verify_failed_spike; a webhook that
 #    fails twice gets its alerts retried; a webhook that never answers
 #    delays no request and no other webhook, and not shutdown beyond 2 s.
+# 4. On a full disk (a small tmpfs, when mount works) audited requests are
+#    refused, one audit_failure alert stands for many, and the daemon serves
+#    again once there is room.
 set -euo pipefail
 
 D=${1:?usage: alert_hooks_test.sh /path/to/keywardend /path/to/hsm-keytool}
@@ -233,5 +236,78 @@ stop_daemon
 stop_ms=$((($(date +%s%N) - t0) / 1000000))
 [ "$stop_ms" -lt 4500 ] || fail "SIGTERM took $stop_ms ms with alerts queued for a webhook that never answers (grace 2 s)"
 ok "SIGTERM with alerts stuck on a hung webhook: stopped in $stop_ms ms"
+# ==================================================================================
+# 4. A full disk: fail closed, one audit_failure alert for many refusals, recovery
+# ==================================================================================
+# The store is copied onto a 16 MiB tmpfs, which is then filled. Every
+# verification must be refused (its audit event cannot be written), the
+# alert must come once for all of them, and once there is room again the
+# daemon must serve and the log must verify. Needs mount(8) (root).
+if mkdir -p full && mount -t tmpfs -o size=16m tmpfs full 2>/dev/null; then
+  # The daemon goes first: a mount it still holds files on cannot be unmounted.
+  trap 'kill "$rpid" "$hpid" 2>/dev/null || true; cleanup; umount "$KW_TEST_DIR/full" 2>/dev/null || true' EXIT
+  for f in keywarden.db keywarden.db-wal keywarden.db-shm; do [ -e "$f" ] && cp -p "$f" full/; done
+  saved_store=$KEYWARDEN_STORE_URL
+  export KEYWARDEN_STORE_URL="sqlite:$KW_TEST_DIR/full/keywarden.db"
+  : > "$LOG"
+  printf '[alerts]\nwebhooks = ["%s/global"]\n' "$R" > alerts-4.toml
+  start_daemon daemon-4.log --config alerts-4.toml
+  expect 201 "issue full-disk token" POST /v1/admin/tokens '{"name": "disk"}' "$ADMIN"
+  DISK=$(jget 'j["token"]')
+  expect 200 "verify before the disk fills" POST /v1/tokens/verify "{\"token\": \"$DISK\"}"
+  # fill: takes whatever room there is (until ENOSPC). The daemon frees some
+  # now and then (the store's WAL is truncated, spools are deleted), so the
+  # disk is filled again before each request that must be refused.
+  fills=0
+  fill() {
+    fills=$((fills + 1))
+    dd if=/dev/zero of="full/filler-$fills" bs=4k 2>/dev/null || true
+  }
+  fill
+  [ "$(df --output=avail -B1 full | tail -1)" -lt 65536 ] || fail "the tmpfs did not fill up"
+  # The daemon frees and takes room in the background (the store's WAL,
+  # spool pages), so a full disk is not perfectly still: some requests may
+  # still find room. What must hold: refusals are AUDIT_UNAVAILABLE, every
+  # other answer is VALID, and every VALID answer is in the audit log later.
+  valid=1 refused=0
+  for _ in $(seq 1 30); do
+    fill
+    call POST /v1/tokens/verify "{\"token\": \"$DISK\"}"
+    case "$code" in
+      200) grep -q '"code":"VALID"' out || fail "full disk: a 200 answer that is not VALID: $(cat out)"; valid=$((valid + 1)) ;;
+      503) grep -q '"AUDIT_UNAVAILABLE"' out || fail "full disk: a 503 that is not AUDIT_UNAVAILABLE: $(cat out)"; refused=$((refused + 1)) ;;
+      *) fail "full disk: HTTP $code: $(cat out)" ;;
+    esac
+  done
+  [ "$refused" -ge 3 ] || fail "on a full disk only $refused of 30 verifications were refused"
+  ok "on a full disk verification fails closed: $refused of 30 refused with AUDIT_UNAVAILABLE, the rest VALID"
+  expect 200 "metrics" GET /metrics
+  grep -q "^keywarden_audit_failures_total $refused\$" out || fail "keywarden_audit_failures_total is not $refused: $(grep audit_failures out)"
+  ok "metrics count every refusal ($refused)"
+  wait_for 5 "audit_failure reached /global" 'n("/global", "audit_failure", "") >= 1'
+  sleep 1
+  dcheck "one audit_failure alert for the $refused refusals (at most one a minute)" \
+    '[x["body"]["details"]["refused"] for x in d if x["body"]["kind"] == "audit_failure"] == [1]'
+  rm -f full/filler-*
+  for _ in $(seq 1 50); do
+    call POST /v1/tokens/verify "{\"token\": \"$DISK\"}"
+    [ "$code" = 200 ] && break
+    sleep 0.1
+  done
+  jcheck "with room again, verification works (no restart)" 'j["code"] == "VALID"'
+  expect 200 "readyz after the disk has room" GET /readyz
+  valid=$((valid + 1))
+  stop_daemon
+  [ "$drc" = 0 ] || fail "keywardend exited $drc after SIGTERM"
+  must "audit verify of the store that ran out of room" "$K" audit verify
+  "$K" audit query --key disk --event key_used --json >out 2>err || fail "audit query --key disk"
+  logged=$(grep -c '"outcome":"VALID"' out || true)
+  [ "$logged" = "$valid" ] || fail "$valid VALID answers but $logged VALID events for 'disk' in the log"
+  ok "every VALID answer given around the full disk is in the audit log ($logged)"
+  export KEYWARDEN_STORE_URL=$saved_store
+  umount full
+else
+  ok "# skip the full-disk section (no tmpfs mount here: not root)"
+fi
 must "audit verify" "$K" audit verify
 echo "all $checks alert_hooks checks passed in $(($(date +%s) - t_begin)) s"

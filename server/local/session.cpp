@@ -54,7 +54,8 @@ token::SignMechanism mechanism_of(std::uint8_t m) {
 
 // Maps what the services throw onto statuses. `key` (when known) tells an
 // expired key from otherwise unusable ones.
-Refusal refusal_of(const std::exception& e, const core::ManagedKey* key, const core::Clock& clock) {
+Refusal refusal_of(App& app, const std::exception& e, const core::ManagedKey* key) {
+    const core::Clock& clock = app.keys.clock();
     if (const auto* err = dynamic_cast<const core::Error*>(&e)) {
         switch (err->kind()) {
             case core::ErrorKind::not_found: return {Status::unknown_key, err->what()};
@@ -62,7 +63,9 @@ Refusal refusal_of(const std::exception& e, const core::ManagedKey* key, const c
                 if (key != nullptr && key->expired(clock.now())) return {Status::key_expired, err->what()};
                 return {Status::key_not_usable, err->what()};
             case core::ErrorKind::invalid_argument: return {Status::mechanism_invalid, err->what()};
-            case core::ErrorKind::audit_failure: return {Status::audit_failure, err->what()};
+            case core::ErrorKind::audit_failure:
+                note_audit_failure(app, err->what());
+                return {Status::audit_failure, err->what()};
             case core::ErrorKind::store_locked:
             case core::ErrorKind::store_failure: return {Status::unavailable, err->what()};
             default: return {Status::internal, err->what()};
@@ -109,7 +112,7 @@ std::vector<std::uint8_t> Session::handle(std::span<const std::uint8_t> request)
         err.u16(static_cast<std::uint16_t>(r.status)).str(r.message);
         return std::move(err.buffer());
     } catch (const std::exception& e) {
-        const Refusal r = refusal_of(e, nullptr, app_.keys.clock());
+        const Refusal r = refusal_of(app_, e, nullptr);
         wire::Writer err;
         err.u16(static_cast<std::uint16_t>(r.status)).str(r.message);
         return std::move(err.buffer());
@@ -252,7 +255,7 @@ void Session::sign_check(wire::Reader& in, wire::Writer& out) {
         (void)core::KeyService::mechanism_for(key, options);
         out.str(app_.keys.signing_version(key, options).kid).u64(generation);
     } catch (const core::Error& e) {
-        throw refusal_of(e, key.name.empty() ? nullptr : &key, app_.keys.clock());
+        throw refusal_of(app_, e, key.name.empty() ? nullptr : &key);
     }
 }
 
@@ -287,7 +290,7 @@ void Session::sign(wire::Reader& in, wire::Writer& out) {
             key = app_.keys.get(name);
         } catch (const std::exception&) {
         }
-        throw refusal_of(e, key ? &*key : nullptr, app_.keys.clock());
+        throw refusal_of(app_, e, key ? &*key : nullptr);
     }
 }
 
@@ -305,7 +308,7 @@ void Session::verify(wire::Reader& in, wire::Writer& out) {
                                        kid.empty() ? std::nullopt : std::optional<std::string_view>(kid));
         out.u8(result.valid ? 1 : 0).str(result.kid);
     } catch (const std::exception& e) {
-        throw refusal_of(e, nullptr, app_.keys.clock());
+        throw refusal_of(app_, e, nullptr);
     }
 }
 
