@@ -118,7 +118,8 @@ void apply_file(Config& c, const std::string& file) {
     if (const auto* t = section("server")) {
         reject_unknown(file, *t, "server",
                        {"listen", "unix_socket", "unix_socket_group", "local_socket", "local_socket_group",
-                        "local_max_connections", "usage_flush_ms", "spin_us"});
+                        "local_max_connections", "usage_flush_ms", "spin_us", "max_body_bytes", "max_header_bytes",
+                        "request_timeout_s"});
         read(file, *t, "listen", c.listen);
         read(file, *t, "unix_socket", c.unix_socket);
         read(file, *t, "local_socket", c.local_socket);
@@ -127,6 +128,18 @@ void apply_file(Config& c, const std::string& file) {
         read(file, *t, "local_max_connections", c.local_max_connections);
         read(file, *t, "usage_flush_ms", c.usage_flush_ms);
         if (c.usage_flush_ms < 1) bad(file, *t->get("usage_flush_ms"), "server.usage_flush_ms must be at least 1");
+        read(file, *t, "max_body_bytes", c.max_body_bytes);
+        if (c.max_body_bytes < 1024 || c.max_body_bytes > (std::int64_t{64} << 20)) {
+            bad(file, *t->get("max_body_bytes"), "server.max_body_bytes must be 1024 to 67108864");
+        }
+        read(file, *t, "max_header_bytes", c.max_header_bytes);
+        if (c.max_header_bytes < 1024 || c.max_header_bytes > (std::int64_t{1} << 20)) {
+            bad(file, *t->get("max_header_bytes"), "server.max_header_bytes must be 1024 to 1048576");
+        }
+        read(file, *t, "request_timeout_s", c.request_timeout_s);
+        if (c.request_timeout_s < 1 || c.request_timeout_s > 3600) {
+            bad(file, *t->get("request_timeout_s"), "server.request_timeout_s must be 1 to 3600");
+        }
         read(file, *t, "spin_us", c.spin_us);
         if (c.spin_us < 0 || c.spin_us > 10000) bad(file, *t->get("spin_us"), "server.spin_us must be 0 to 10000");
     }

@@ -56,6 +56,12 @@ struct Config {
     std::string local_socket;
     std::string local_socket_group;  // as unix_socket_group, for local_socket
     std::int64_t local_max_connections = 256;
+    // HTTP request limits: a bigger body is refused (413) from its
+    // Content-Length, bigger headers get 431, and a request must arrive (and
+    // its answer be taken) within the timeout (slowloris).
+    std::int64_t max_body_bytes = std::int64_t{1} << 20;
+    std::int64_t max_header_bytes = std::int64_t{16} * 1024;
+    std::int64_t request_timeout_s = 10;
     // Use counts of unlimited API tokens are written in one batch this often;
     // a kill -9 loses at most this much of them (docs/operations.md).
     std::int64_t usage_flush_ms = 1000;

@@ -157,6 +157,7 @@ Response key_action(App& app, const Request& r, const std::string& name, const s
         return Response::json(j);
     }
     if (action == "rollback") {
+        (void)parse_body(r, {});  // no fields: a stray one is refused, not ignored
         std::lock_guard lock(app.rotation_mutex);
         auto record = app.engine.rollback(name);
         app.rotations.observe(record);
@@ -175,7 +176,9 @@ Response key_action(App& app, const Request& r, const std::string& name, const s
                                                               {"destroy", core::LifecycleOp::destroy}};
     auto op = ops.find(action);
     if (op == ops.end()) throw ApiError(404, "NOT_FOUND", "no key action '" + action + "'");
-    const bool force = body.contains("force") && body["force"].is_boolean() && body["force"].get<bool>();
+    if (body.contains("force") && !body["force"].is_boolean())
+        throw ApiError(400, "BAD_TYPE", "'force' must be a boolean");
+    const bool force = body.contains("force") && body["force"].get<bool>();
     app.keys.apply(name, op->second, reason, force);
     return Response::json(key_json(app.keys.get(name)));
 }

@@ -102,7 +102,10 @@ Response jwt_sign(App& app, const Request& r, const std::string& name) {
     req.ttl = optional_int(body, "ttl").value_or(3600);
     if (req.ttl <= 0) throw ApiError(400, "BAD_TTL", "ttl must be positive");
     req.caller = optional_string(body, "caller").value_or(caller.kid);
+    const auto start = std::chrono::steady_clock::now();
     std::string jwt = core::jwt::sign(app.keys, name, req);
+    app.metrics.observe("keywarden_hsm_operation_seconds", {{"op", "jwt_sign"}},
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     return Response::json({{"jwt", jwt}});
 }
 

@@ -204,6 +204,9 @@ int run(int argc, char** argv) {
         local_gid = server::resolve_group(config.local_socket_group, "server.local_socket_group");
     ho.threads = vm["threads"].as<std::size_t>();
     ho.spin = std::chrono::microseconds(config.spin_us);
+    ho.body_limit = static_cast<std::size_t>(config.max_body_bytes);
+    ho.header_limit = static_cast<std::size_t>(config.max_header_bytes);
+    ho.request_timeout_s = static_cast<int>(config.request_timeout_s);
     // More workers than CPUs only adds thread hand-offs, which cost more than
     // the work of a verification here (docs/performance.md).
     if (ho.threads == 0) ho.threads = std::max<std::size_t>(2, std::thread::hardware_concurrency());

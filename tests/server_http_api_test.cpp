@@ -247,6 +247,11 @@ TEST_CASE("admin keys: create, list, show, suspend, resume, revoke") {
     check_error(call_get("/v1/admin/keys/c-nothing", a), 404, "KEY_NOT_FOUND");
     check_error(call("POST", "/v1/admin/keys/c-nothing/suspend", json::object(), a), 404, "KEY_NOT_FOUND");
     check_error(call("POST", "/v1/admin/keys/c-adm/suspend", json{{"reason", 1}}, a), 400, "BAD_TYPE");
+    check_error(call("POST", "/v1/admin/keys/c-adm/suspend", json{{"force", "yes"}}, a), 400, "BAD_TYPE");
+    check_error(call("POST", "/v1/admin/keys", json{{"name", "c-x"}, {"type", "jwt"}, {"alg", "HS999"}}, a), 400,
+                "BAD_ALG");
+    check_error(call("POST", "/v1/admin/keys", json{{"name", "c-x"}, {"type", "hmac"}, {"residency", "cloud"}}, a), 400,
+                "BAD_RESIDENCY");
     (void)w;
 }
 
@@ -316,6 +321,7 @@ TEST_CASE("rotation: rotate, status, history, stats, rollback; token keys get th
     const auto& a = server_env().admin;
     check_error(call("POST", "/v1/admin/keys/c-rot/rotate", json{{"strategy", 5}}, a), 400, "BAD_TYPE");
     check_error(call("POST", "/v1/admin/keys/c-rot/rollback", json::object(), a), 409, "NOT_PERMITTED");
+    check_error(call("POST", "/v1/admin/keys/c-rot/rollback", json{{"to", "v1"}}, a), 400, "UNKNOWN_FIELD");
     check_error(call("POST", "/v1/admin/keys/c-nothing/rotate", json::object(), a), 404, "KEY_NOT_FOUND");
     check_error(call_get("/v1/admin/keys/c-nothing/rotation", a), 404, "KEY_NOT_FOUND");
 }

@@ -137,13 +137,15 @@ rm -f locked.flag
 c = sqlite3.connect(sys.argv[1], isolation_level=None)
 c.execute("BEGIN IMMEDIATE")
 open(sys.argv[2], "w").close()
-time.sleep(3.5)
+time.sleep(6)
 c.execute("ROLLBACK")' "${KEYWARDEN_STORE_URL#sqlite:}" locked.flag &
 lpid=$!
 for _ in $(seq 1 50); do [ -e locked.flag ] && break; sleep 0.1; done
 [ -e locked.flag ] || fail "the lock holder did not start"
 expect 503 "readyz while the store is locked" GET /readyz
 jcheck "GET /readyz -> 503 while another process holds the store's write lock" 'j["ready"] is False and "lock" in j["checks"]["store"]'
+expect_error 503 STORE_BUSY "creating a key while another process holds the store's write lock" \
+  POST /v1/admin/keys '{"name": "locked-out", "type": "hmac"}' "$ADMIN"
 wait "$lpid" || fail "the lock holder failed"
 expect 200 "readyz after the lock" GET /readyz
 jcheck "GET /readyz -> 200 again once the lock is released" 'j["ready"] is True and j["checks"]["store"] == "ok"'
@@ -919,6 +921,7 @@ cat > sockets.toml <<EOF
 unix_socket_group = "$share_group"
 local_socket = "$sdir/local.sock"
 local_socket_group = "$share_gid"
+max_body_bytes = 2048
 EOF
 saved_sock=$SOCK
 SOCK="$sdir/kw.sock"
@@ -927,6 +930,8 @@ for s in "$SOCK" "$sdir/local.sock"; do
   [ "$(stat -c '%a %g' "$s")" = "660 $share_gid" ] || fail "$s is $(stat -c '%a %g' "$s"), want 660 $share_gid"
 done
 ok "with a socket group ($share_group by name, $share_gid by number) both sockets are 0660 and owned by it"
+big=$($PY -c 'import json; print(json.dumps({"token": "x" * 3000}))')
+expect_error 413 BODY_TOO_LARGE "server.max_body_bytes = 2048: a 3 KB body is refused" POST /v1/tokens/verify "$big"
 if [ "$(id -u)" = 0 ]; then
   as_member=(setpriv --reuid=65534 --regid="$share_gid" --clear-groups)
   as_other=(setpriv --reuid=65534 --regid=65533 --clear-groups)

@@ -208,6 +208,13 @@ TEST_CASE("[limits] and [server] settings are read; bad values are refused with 
     CHECK(a.unknown_token_min == 8);
     TempConfig factor("[alerts]\nunknown_token_factor = 0.5\n");
     CHECK_THROWS_WITH_AS(load_config(factor.path), doctest::Contains("unknown_token_factor must be at least 1"), Error);
+    TempConfig limits("[server]\nmax_body_bytes = 4096\nmax_header_bytes = 2048\nrequest_timeout_s = 30\n");
+    const Config lim = load_config(limits.path);
+    CHECK(lim.max_body_bytes == 4096);
+    CHECK(lim.max_header_bytes == 2048);
+    CHECK(lim.request_timeout_s == 30);
+    TempConfig tiny("[server]\nmax_body_bytes = 10\n");
+    CHECK_THROWS_WITH_AS(load_config(tiny.path), doctest::Contains("max_body_bytes must be 1024"), Error);
     TempConfig typed("[server]\nlocal_socket_group = 1234\n");
     CHECK_THROWS_WITH_AS(load_config(typed.path), doctest::Contains("local_socket_group"), Error);
 }
