@@ -162,6 +162,9 @@ rot_lines=$(grep '^keywarden_rotations_total' out | sort | tr '\n' ' ')
 [ "$rot_lines" = 'keywarden_rotations_total{outcome="failed"} 1 keywarden_rotations_total{outcome="started"} 1 ' ] ||
   fail "keywarden_rotations_total should count one started and one failed rotation, not scheduler ticks: $rot_lines"
 ok "keywarden_rotations_total counts rotations, not ticks: started 1, failed 1"
+next_s=$(awk '/^keywarden_next_rotation_seconds / {print $2}' out)
+[ -n "$next_s" ] || fail "no keywarden_next_rotation_seconds with team-a keys on a 3 s cryptoperiod"
+ok "keywarden_next_rotation_seconds is exported ($next_s)"
 stop_daemon
 [ "$drc" = 0 ] || fail "keywardend exited $drc after SIGTERM"
 

@@ -657,6 +657,12 @@ checks = {
                                and 'keywarden_store_wal_checkpoints_total{outcome="restart_deferred"}' in series
                                and series.get('keywarden_store_wal_checkpoints_total{outcome="failed"}') == 0,
     "latency histogram": "keywarden_http_request_seconds_bucket" in text or "keywarden_http_request_seconds_count" in text,
+    # HSM operation latency, per operation, counted once per call.
+    "HSM sign latency": val("keywarden_hsm_operation_seconds_count", op="sign") >= 3,
+    "HSM hmac latency": val("keywarden_hsm_operation_seconds_count", op="hmac") >= 1,
+    "HSM jwt latency": val("keywarden_hsm_operation_seconds_count", op="jwt_sign") >= 1,
+    "keys by state": val("keywarden_key_versions", state="active") >= 5,
+    "audit queue depth": "keywarden_audit_queue_depth" in series and series["keywarden_audit_queue_depth"] >= 0,
     # Route labels are a fixed set: key names and unknown paths (404s) must not
     # create series, or any client could grow /metrics without bound.
     "bounded route labels": not [k for k in series if k.startswith("keywarden_http_request")
