@@ -455,13 +455,35 @@ VerifyResult KeyService::verify(std::string_view name, std::span<const std::uint
 void KeyService::revoke(std::string_view name, const std::string& reason) {
     ManagedKey key = get(name);
     if (key.revoked_at) throw Error(ErrorKind::not_permitted, "key '" + key.name + "' is already revoked");
+    // Every version that could still be used is retired: active and
+    // suspended ones are deactivated (they may still verify what they
+    // signed); a pre_active one (a rotation's new version, never used) is
+    // destroyed, as SP 800-57 has no pre-activation -> deactivated. Planned
+    // and checked before anything changes, so a refusal leaves the key whole.
+    std::vector<std::pair<const KeyVersion*, VersionState>> plan;
+    for (const auto& v : key.versions) {
+        if (v.state == VersionState::active || v.state == VersionState::suspended) {
+            plan.emplace_back(&v, VersionState::deactivated);
+        } else if (v.state == VersionState::pre_active) {
+            plan.emplace_back(&v, VersionState::destroyed);
+        }
+    }
+    for (const auto& [v, to] : plan) {
+        if (!transition_allowed(v->state, to)) {
+            throw Error(ErrorKind::not_permitted,
+                        "version " + v->kid + ": " + transition_refusal(v->state, to) + " (nothing was changed)");
+        }
+    }
     audit(audit::EventType::key_revoked, key.name, "", "revoke", "ok", {{"reason", reason}});
     const UnixTime now = clock_.now();
+    const std::string why = reason.empty() ? "revoked" : reason;
     std::vector<StateChange> done;
-    for (const auto& v : key.versions) {
-        if (v.state == VersionState::active || v.state == VersionState::pre_active ||
-            v.state == VersionState::suspended) {
-            transition(key, v, VersionState::deactivated, reason.empty() ? "revoked" : reason, done);
+    for (const auto& [v, to] : plan) {
+        transition(key, *v, to, why, done);
+        if (to == VersionState::destroyed) {
+            KeyVersion gone = *v;
+            gone.state = to;
+            destroy_material(key, gone);
         }
     }
     store_.set_revoked(key.id, now);

@@ -327,7 +327,14 @@ Response admin(App& app, const Request& r, const std::string& path) {
     if (path == "/policies/reload" && post) {
         std::lock_guard lock(app.rotation_mutex);
         auto doc = app.store.policy_document();
-        app.policies = doc ? core::rotation::PolicySet::parse(doc->second, doc->first) : core::rotation::PolicySet{};
+        try {
+            auto parsed = doc ? core::rotation::PolicySet::parse(doc->second, doc->first) : core::rotation::PolicySet{};
+            app.policies = std::move(parsed);
+        } catch (const std::exception& e) {
+            throw ApiError(
+                409, "POLICY_INVALID",
+                std::string("the stored policy set does not parse; the policies in force are kept: ") + e.what());
+        }
         return Response::json({{"policies", app.policies.policies().size()}});
     }
     if (path == "/limits") return admin_limits(app, r, admin.kid);

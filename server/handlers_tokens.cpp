@@ -42,7 +42,9 @@ std::string bearer(const Request& r) {
 }  // namespace
 
 Response tokens_verify(App& app, const Request& r) {
-    auto body = parse_body(r, {"token", "scope", "cost"});
+    // The token may come alone in the Authorization header, with no body.
+    auto body =
+        r.body.empty() && !bearer(r).empty() ? nlohmann::json::object() : parse_body(r, {"token", "scope", "cost"});
     std::string token = body.contains("token") ? require_string(body, "token") : bearer(r);
     if (token.empty()) throw ApiError(400, "MISSING_FIELD", "give the token in 'token' or as Authorization: Bearer");
     refuse_slowed_caller(app, r);
@@ -63,18 +65,31 @@ Response tokens_verify_batch(App& app, const Request& r) {
         throw ApiError(400, "BAD_TYPE", "'tokens' must be an array of {token, scope?, cost?}");
     }
     if (body["tokens"].size() > 100) throw ApiError(413, "BATCH_TOO_LARGE", "at most 100 tokens per batch");
-    refuse_slowed_caller(app, r);
-    Response resp;
-    resp.body = "{\"results\":[";
-    bool first = true;
+    // Every item is checked before any is verified: a bad item must not
+    // leave the ones before it verified, spent and audited behind a 400.
+    struct Item {
+        std::string token;
+        std::optional<std::string> scope;
+        std::int64_t cost = 1;
+    };
+    std::vector<Item> items;
+    items.reserve(body["tokens"].size());
     for (const auto& item : body["tokens"]) {
         if (!item.is_object()) throw ApiError(400, "BAD_TYPE", "each batch item must be an object");
         for (const auto& [k, v] : item.items()) {
             if (k != "token" && k != "scope" && k != "cost")
                 throw ApiError(400, "UNKNOWN_FIELD", "unknown field '" + k + "'");
         }
-        const VerifyAnswer a = verify_one(app, require_string(item, "token"), optional_string(item, "scope"),
-                                          optional_int(item, "cost").value_or(1));
+        Item it{require_string(item, "token"), optional_string(item, "scope"), optional_int(item, "cost").value_or(1)};
+        if (it.cost < 1 || it.cost > 1000) throw ApiError(400, "BAD_COST", "cost must be 1..1000");
+        items.push_back(std::move(it));
+    }
+    refuse_slowed_caller(app, r);
+    Response resp;
+    resp.body = "{\"results\":[";
+    bool first = true;
+    for (const auto& item : items) {
+        const VerifyAnswer a = verify_one(app, item.token, item.scope, item.cost);
         count_not_found(app, r, a);
         if (!first) resp.body += ',';
         first = false;

@@ -666,6 +666,32 @@ TEST_CASE("a lifecycle operation that one version cannot make changes no version
     CHECK(changes.size() == 2);
 }
 
+TEST_CASE("revoking a key in the middle of a rotation retires every version, the unused new one destroyed") {
+    FakeClock clock(kStart);
+    Stack s(clock, fresh_db("revoke-mid"));
+    PolicySet set = policies(kJwtLeadPolicy);
+    Engine engine(*s.keys, *s.tokens, set, owner("test-a"));
+    GenerateRequest g;
+    g.name = "revoked-mid";
+    g.type = KeyType::jwt;
+    g.jwt_alg = JwtAlg::ES256;
+    const std::string old_kid = s.keys->generate(g).primary()->kid;
+    clock.advance(100);
+    RotationRecord r = engine.rotate("revoked-mid").record;
+    REQUIRE(state_of(s, "revoked-mid", r.to_kid) == VersionState::pre_active);
+    s.keys->revoke("revoked-mid", "leaked");  // used to fail half-way: pre_active -> deactivated is not allowed
+    const ManagedKey k = s.keys->get("revoked-mid");
+    CHECK(k.revoked_at.has_value());
+    CHECK(state_of(s, "revoked-mid", old_kid) == VersionState::deactivated);
+    CHECK(state_of(s, "revoked-mid", r.to_kid) == VersionState::destroyed);
+    CHECK(k.version_by_kid(r.to_kid)->wrapped_blob.empty());
+    CHECK_THROWS_AS((void)sign(s, "revoked-mid"), Error);
+    // The rotation cannot finish now; the next tick records it as failed.
+    clock.advance(31 * 60);
+    (void)engine.run_due();
+    CHECK(status(engine, "revoked-mid").outcome == "failed");
+}
+
 // ---------------------------------------------------------------- API tokens
 
 TEST_CASE("api_token rotation hands out a successor; the old token is valid during the overlap only") {

@@ -73,6 +73,12 @@ TEST_CASE("POST /v1/tokens/verify") {
     CHECK(j["ratelimit"]["limit"] == 1000000);  // world() lifts c-svc's limit (support/server_env.cpp)
     CHECK(std::stoi(r.header("ratelimit-remaining")) == j["ratelimit"]["remaining"].get<int>());
 
+    // The token alone in the Authorization header, no body at all.
+    auto header_only = call("POST", "/v1/tokens/verify", std::string_view(), w.svc);
+    CHECK(header_only.status == 200);
+    CHECK(header_only.json()["code"] == "VALID");
+    check_error(call("POST", "/v1/tokens/verify", std::string_view()), 400, "EMPTY_BODY");
+
     auto miss = call("POST", "/v1/tokens/verify", json{{"token", w.svc}, {"scope", "sign:other"}});
     CHECK(miss.json()["code"] == "INSUFFICIENT_SCOPE");
     check_error(call("POST", "/v1/tokens/verify", json{{"token", w.svc}, {"cost", 1001}}), 400, "BAD_COST");
@@ -109,6 +115,14 @@ TEST_CASE("POST /v1/tokens/verify:batch answers per item, in order") {
     CHECK(res[7]["key"]["name"] == "c-narrow");
     check_error(call("POST", "/v1/tokens/verify:batch", json{{"tokens", {"not-an-object"}}}), 400, "BAD_TYPE");
     check_error(call("POST", "/v1/tokens/verify:batch", json{{"tokens", {{{"scope", "x"}}}}}), 400, "MISSING_FIELD");
+    // A bad item refuses the whole batch before any item is verified: the
+    // good one before it spends no credit.
+    auto t = issue_token({{"name", "c-batch-credits"}, {"max_uses", 3}});
+    const std::string token = t["token"];
+    check_error(call("POST", "/v1/tokens/verify:batch",
+                     json{{"tokens", {{{"token", token}}, {{"token", token}, {"cost", 5000}}}}}),
+                400, "BAD_COST");
+    CHECK(call("POST", "/v1/tokens/verify", json{{"token", token}}).json()["credits"]["remaining"] == 2);
 }
 
 TEST_CASE("sign, verify and hmac; one endpoint checks the other") {
