@@ -634,19 +634,30 @@ TEST_CASE("jwks_lead: the new version is published (pre_active, in the JWKS) bef
     }
 }
 
+// A JWT key `name` in the middle of a jwks_lead rotation: its new version
+// published and pre_active, the old one still active and primary.
+struct MidRotation {
+    std::string old_kid;
+    RotationRecord record;
+};
+MidRotation start_lead_rotation(Stack& s, Engine& engine, FakeClock& clock, const std::string& name) {
+    GenerateRequest g;
+    g.name = name;
+    g.type = KeyType::jwt;
+    g.jwt_alg = JwtAlg::ES256;
+    MidRotation m{s.keys->generate(g).primary()->kid, {}};
+    clock.advance(100);
+    m.record = engine.rotate(name).record;
+    REQUIRE(state_of(s, name, m.record.to_kid) == VersionState::pre_active);
+    return m;
+}
+
 TEST_CASE("a lifecycle operation that one version cannot make changes no version (nothing half done)") {
     FakeClock clock(kStart);
     Stack s(clock, fresh_db("nohalf"));
     PolicySet set = policies(kJwtLeadPolicy);
     Engine engine(*s.keys, *s.tokens, set, owner("test-a"));
-    GenerateRequest g;
-    g.name = "mid-rotation";
-    g.type = KeyType::jwt;
-    g.jwt_alg = JwtAlg::ES256;
-    const std::string old_kid = s.keys->generate(g).primary()->kid;
-    clock.advance(100);
-    RotationRecord r = engine.rotate("mid-rotation").record;
-    REQUIRE(state_of(s, "mid-rotation", r.to_kid) == VersionState::pre_active);
+    const auto [old_kid, r] = start_lead_rotation(s, engine, clock, "mid-rotation");
     const auto head = s.log->head_seq();
     // pre_active cannot become deactivated (SP 800-57): the whole operation is
     // refused, and the active version stays active.
@@ -671,14 +682,7 @@ TEST_CASE("revoking a key in the middle of a rotation retires every version, the
     Stack s(clock, fresh_db("revoke-mid"));
     PolicySet set = policies(kJwtLeadPolicy);
     Engine engine(*s.keys, *s.tokens, set, owner("test-a"));
-    GenerateRequest g;
-    g.name = "revoked-mid";
-    g.type = KeyType::jwt;
-    g.jwt_alg = JwtAlg::ES256;
-    const std::string old_kid = s.keys->generate(g).primary()->kid;
-    clock.advance(100);
-    RotationRecord r = engine.rotate("revoked-mid").record;
-    REQUIRE(state_of(s, "revoked-mid", r.to_kid) == VersionState::pre_active);
+    const auto [old_kid, r] = start_lead_rotation(s, engine, clock, "revoked-mid");
     s.keys->revoke("revoked-mid", "leaked");  // used to fail half-way: pre_active -> deactivated is not allowed
     const ManagedKey k = s.keys->get("revoked-mid");
     CHECK(k.revoked_at.has_value());
