@@ -12,16 +12,25 @@ nlohmann::json limit_json(const core::ratelimit::Limit& l) {
     return {{"limit", l.limit}, {"period_ms", l.period_ms}, {"burst", l.burst}};
 }
 
-// Which limit a request body names: a key's, a token's, or the default for tokens.
+// Which limit a request body names: a key's, a token's, or a default
+// ("default": "key" or "token"; with no subject at all, the token default).
 struct Subject {
-    std::string scope;  // as stored: "key", "token", "token_default"
-    std::string name;   // key name or token kid; "" for token_default
+    std::string scope;  // as stored: "key", "token", "key_default", "token_default"
+    std::string name;   // key name or token kid; "" for the defaults
 };
 
 Subject subject_of(App& app, const nlohmann::json& body) {
     auto key = optional_string(body, "key");
     auto kid = optional_string(body, "token_kid");
-    if (key && kid) throw ApiError(400, "BAD_REQUEST", "give either key or token_kid, not both");
+    auto which_default = optional_string(body, "default");
+    if ((key ? 1 : 0) + (kid ? 1 : 0) + (which_default ? 1 : 0) > 1) {
+        throw ApiError(400, "BAD_REQUEST", "give one of key, token_kid or default");
+    }
+    if (which_default) {
+        if (*which_default == "key") return {"key_default", ""};
+        if (*which_default == "token") return {"token_default", ""};
+        throw ApiError(400, "BAD_REQUEST", "default must be \"key\" or \"token\"");
+    }
     if (key) {
         // A typo must not become a limit on nothing.
         if (!app.store.find_key(*key)) throw ApiError(404, "KEY_NOT_FOUND", "no key named '" + *key + "'");
@@ -36,7 +45,7 @@ Subject subject_of(App& app, const nlohmann::json& body) {
 }
 
 core::ratelimit::Gcra& limiter_for(App& app, const Subject& s) {
-    return s.scope == "key" ? app.key_limits : app.token_limits;
+    return s.scope == "key" || s.scope == "key_default" ? app.key_limits : app.token_limits;
 }
 
 // One stored or newly set limit into the limiters.
@@ -44,6 +53,8 @@ void apply_limit(const std::string& scope, const std::string& subject, const cor
                  core::ratelimit::Gcra& token_limits, core::ratelimit::Gcra& key_limits) {
     if (scope == "token_default") {
         token_limits.set_default(limit);
+    } else if (scope == "key_default") {
+        key_limits.set_default(limit);
     } else if (scope == "token") {
         token_limits.set_limit(subject, limit);
     } else if (scope == "key") {
@@ -63,28 +74,31 @@ Response list(App& app) {
     nlohmann::json tokens = nlohmann::json::array();
     nlohmann::json keys = nlohmann::json::array();
     nlohmann::json token_default = limit_json(app.token_limits.default_limit());
-    token_default["source"] = "config";
-    for (const auto& l : app.store.limits()) {
-        if (l.scope == "token_default") {
-            token_default["source"] = "admin";
-            token_default["updated_at"] = l.updated_at;
-            token_default["updated_by"] = l.updated_by;
-            continue;
-        }
-        nlohmann::json j = limit_json({l.limit, l.period_ms, l.burst});
-        j["updated_at"] = l.updated_at;
-        j["updated_by"] = l.updated_by;
-        j[l.scope == "key" ? "key" : "token_kid"] = l.subject;
-        (l.scope == "key" ? keys : tokens).push_back(std::move(j));
-    }
     nlohmann::json key_default = limit_json(app.key_limits.default_limit());
+    token_default["source"] = "config";
     key_default["source"] = "config";
+    for (const auto& l : app.store.limits()) {
+        nlohmann::json* entry = nullptr;
+        nlohmann::json j;
+        if (l.scope == "token_default" || l.scope == "key_default") {
+            // The value in force is the limiter's (above); say where it came from.
+            entry = l.scope == "token_default" ? &token_default : &key_default;
+            (*entry)["source"] = "admin";
+        } else {
+            j = limit_json({l.limit, l.period_ms, l.burst});
+            j[l.scope == "key" ? "key" : "token_kid"] = l.subject;
+            entry = &j;
+        }
+        (*entry)["updated_at"] = l.updated_at;
+        (*entry)["updated_by"] = l.updated_by;
+        if (entry == &j) (l.scope == "key" ? keys : tokens).push_back(std::move(j));
+    }
     return Response::json(
         {{"token_default", token_default}, {"key_default", key_default}, {"tokens", tokens}, {"keys", keys}});
 }
 
 Response put(App& app, const Request& r, const std::string& admin_kid) {
-    auto body = parse_body(r, {"key", "token_kid", "limit", "period_ms", "burst"});
+    auto body = parse_body(r, {"key", "token_kid", "default", "limit", "period_ms", "burst"});
     core::ratelimit::Limit l;
     const auto limit = optional_int(body, "limit");
     if (!limit) throw ApiError(400, "MISSING_FIELD", "field 'limit' is required");
@@ -102,7 +116,7 @@ Response put(App& app, const Request& r, const std::string& admin_kid) {
 }
 
 Response remove(App& app, const Request& r, const std::string& admin_kid) {
-    auto body = parse_body(r, {"key", "token_kid"});
+    auto body = parse_body(r, {"key", "token_kid", "default"});
     const Subject s = subject_of(app, body);
     const auto stored = app.store.limits();
     const bool exists = std::any_of(stored.begin(), stored.end(),
@@ -113,8 +127,11 @@ Response remove(App& app, const Request& r, const std::string& admin_kid) {
     audit_change(app, s, "remove_limit", admin_kid, nlohmann::json::object());
     (void)app.store.remove_limit(s.scope, s.name);
     auto& limiter = limiter_for(app, s);
-    if (s.scope == "token_default") {
-        limiter.set_default({app.config.token_limit, app.config.token_period_ms, app.config.token_burst});
+    if (s.scope == "token_default" || s.scope == "key_default") {  // back to the configuration's
+        limiter.set_default(
+            s.scope == "token_default"
+                ? core::ratelimit::Limit{app.config.token_limit, app.config.token_period_ms, app.config.token_burst}
+                : core::ratelimit::Limit{app.config.key_limit, app.config.key_period_ms, app.config.key_burst});
         return Response::json(limit_json(limiter.default_limit()));
     }
     limiter.remove_limit(s.name);

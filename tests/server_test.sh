@@ -485,6 +485,19 @@ jcheck "limit changes are audited as policy_changed (set_limit, remove_limit)" \
 jcheck "a refused change is not audited as one (one remove_limit for two DELETEs, no set_limit for unknown subjects)" \
   '[e["key"] for e in j["events"] if e["op"] == "remove_limit"] == ["pay-hmac"]
    and not any(e["key"] == "no-such-key" or e["kid"] == "nokid" for e in j["events"])'
+# The default for keys is set at run time the same way, and removed back to
+# the configuration's.
+expect 200 "key default" PUT /v1/admin/limits '{"default": "key", "limit": 2, "period_ms": 60000, "burst": 2}' "$ADMIN"
+expect 200 "list with a key default" GET /v1/admin/limits "" "$ADMIN"
+jcheck "GET /v1/admin/limits shows the key default set through the API" \
+  "j['key_default']['limit'] == 2 and j['key_default']['source'] == 'admin' and j['token_default']['source'] == 'config'"
+for i in 1 2; do expect 200 "hmac $i under the key default" POST /v1/keys/pay-hmac/hmac "{\"data\": \"$MSG_B64\"}" "$SVC"; done
+expect_error 429 RATE_LIMITED "the 3rd HMAC under a key default of 2 a minute" POST /v1/keys/pay-hmac/hmac "{\"data\": \"$MSG_B64\"}" "$SVC"
+expect_error 400 BAD_REQUEST "PUT default 'both'" PUT /v1/admin/limits '{"default": "both", "limit": 5}' "$ADMIN"
+expect_error 400 BAD_REQUEST "PUT naming a key and a default" PUT /v1/admin/limits '{"default": "key", "key": "pay-hmac", "limit": 5}' "$ADMIN"
+expect 200 "remove key default" DELETE /v1/admin/limits '{"default": "key"}' "$ADMIN"
+jcheck "DELETE the key default -> the configuration's (1000 a second) again" 'j == {"limit": 1000, "period_ms": 1000, "burst": 1000}'
+expect 200 "hmac after the key default is removed" POST /v1/keys/pay-hmac/hmac "{\"data\": \"$MSG_B64\"}" "$SVC"
 
 # Denials are audited sampled (first 10 per key per minute, then 1 in 100),
 # each audited one carrying how many it suppressed; metrics count them all.

@@ -147,6 +147,19 @@ TEST_CASE("GCRA cost counts several units") {
     CHECK(g.take("k", 3).allowed);
 }
 
+TEST_CASE("GCRA: a new default gives the keys under it a full allowance of it; keys with their own limit keep theirs") {
+    std::int64_t now_ms = 0;
+    kw::core::ratelimit::Gcra g({1, 60000, 1}, [&] { return now_ms; });
+    g.set_limit("own", {1, 60000, 1});
+    CHECK(g.take("k").allowed);
+    CHECK_FALSE(g.take("k").allowed);  // one a minute
+    CHECK(g.take("own").allowed);
+    g.set_default({1000, 1000, 1000});
+    CHECK(g.take("k").allowed);  // not still waiting out the old minute
+    CHECK(g.take("k").remaining == 998);
+    CHECK_FALSE(g.take("own").allowed);  // its own limit and state are untouched
+}
+
 TEST_CASE("GCRA forgets keys whose allowance has refilled, so made-up names cannot grow it without bound") {
     std::int64_t now_ms = 0;
     kw::core::ratelimit::Gcra g({1, 1000, 1}, [&] { return now_ms; });

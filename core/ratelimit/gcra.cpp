@@ -15,6 +15,10 @@ std::int64_t Gcra::now() const {
 void Gcra::set_default(Limit limit) {
     std::lock_guard lock(mutex_);
     default_ = limit;
+    // As with set_limit: the keys under the default start again with a full
+    // allowance of the new one (their state was measured in the old one's
+    // emission interval, which may be far longer).
+    std::erase_if(tat_, [this](const auto& e) { return !limits_.contains(e.first); });
 }
 
 void Gcra::set_limit(const std::string& key, Limit limit) {

@@ -209,6 +209,23 @@ ALTER TABLE api_tokens ADD COLUMN next_refill_at INTEGER;
 UPDATE api_tokens SET refill = 'every:' || refill_seconds, next_refill_at = period_start + refill_seconds
     WHERE refill_seconds IS NOT NULL;
 )sql"},
+    Migration{10, R"sql(
+-- The default limit for keys can be set at run time too (scope
+-- 'key_default'). SQLite cannot change a CHECK constraint in place.
+CREATE TABLE rate_limits_v10 (
+    scope       TEXT NOT NULL CHECK (scope IN ('token_default', 'key_default', 'token', 'key')),
+    subject     TEXT NOT NULL,  -- token kid, key name, '' for the defaults
+    lim         INTEGER NOT NULL CHECK (lim >= 1),
+    period_ms   INTEGER NOT NULL CHECK (period_ms >= 1),
+    burst       INTEGER NOT NULL CHECK (burst >= 1),
+    updated_at  INTEGER NOT NULL,
+    updated_by  TEXT NOT NULL,
+    PRIMARY KEY (scope, subject)
+);
+INSERT INTO rate_limits_v10 SELECT scope, subject, lim, period_ms, burst, updated_at, updated_by FROM rate_limits;
+DROP TABLE rate_limits;
+ALTER TABLE rate_limits_v10 RENAME TO rate_limits;
+)sql"},
 };
 
 int current_version(Database& db) {
