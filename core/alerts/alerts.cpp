@@ -153,6 +153,15 @@ bool Dispatcher::post(const std::string& url, const std::string& body, std::chro
             if (left <= std::chrono::steady_clock::duration::zero()) break;
             io.run_for(std::min<std::chrono::steady_clock::duration>(left, std::chrono::milliseconds(100)));
         }
+        // An attempt cut short ends here, its handlers run (with an error)
+        // while everything they refer to is still alive.
+        if (!io.stopped()) {
+            beast::error_code ignored;
+            resolver.cancel();
+            lowest.socket().close(ignored);
+            io.restart();
+            io.poll();
+        }
         return answered && res.result_int() >= 200 && res.result_int() < 300;
     } catch (const std::exception&) {
         return false;
