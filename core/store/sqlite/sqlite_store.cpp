@@ -202,16 +202,21 @@ bool SqliteStore::consume_token_use(std::string_view kid, UnixTime at, std::int6
                                     std::optional<UnixTime> next_refill) {
     std::lock_guard lock(mutex_);
     // One statement, so concurrent verifications can never overspend. Every
-    // expression reads the row as it was: "due" is a refill that has come,
-    // after which the count restarts at this use against the refill amount.
-    constexpr const char* due = "(next_refill_at IS NOT NULL AND ?2 >= next_refill_at)";
-    const std::string sql =
-        std::string("UPDATE api_tokens SET ") +  //
-        "  uses = CASE WHEN " + due + " THEN ?3 ELSE uses + ?3 END, " + "  refilled = CASE WHEN " + due +
-        " THEN 1 ELSE refilled END, " + "  next_refill_at = CASE WHEN " + due + " THEN ?4 ELSE next_refill_at END, " +
-        "  last_used_at = ?2 " + "WHERE kid = ?1 AND (max_uses IS NULL " + "  OR (" + due +
-        " AND ?3 <= COALESCE(refill_amount, max_uses)) " + "  OR (NOT " + due + " AND uses + ?3 <= " +
-        "      CASE WHEN refilled = 1 THEN COALESCE(refill_amount, max_uses) ELSE max_uses END))";
+    // expression reads the row as it was. "next_refill_at IS NOT NULL AND
+    // ?2 >= next_refill_at" is a refill that has come: the count restarts at
+    // this use, against the refill amount.
+    static const std::string sql = R"sql(
+UPDATE api_tokens SET
+  uses           = CASE WHEN next_refill_at IS NOT NULL AND ?2 >= next_refill_at THEN ?3 ELSE uses + ?3 END,
+  refilled       = CASE WHEN next_refill_at IS NOT NULL AND ?2 >= next_refill_at THEN 1 ELSE refilled END,
+  next_refill_at = CASE WHEN next_refill_at IS NOT NULL AND ?2 >= next_refill_at THEN ?4 ELSE next_refill_at END,
+  last_used_at   = ?2
+WHERE kid = ?1 AND (
+  max_uses IS NULL
+  OR (next_refill_at IS NOT NULL AND ?2 >= next_refill_at AND ?3 <= COALESCE(refill_amount, max_uses))
+  OR (NOT (next_refill_at IS NOT NULL AND ?2 >= next_refill_at)
+      AND uses + ?3 <= CASE WHEN refilled = 1 THEN COALESCE(refill_amount, max_uses) ELSE max_uses END))
+)sql";
     auto s = cache_.get(sql);
     s->bind(1, kid).bind(2, at).bind(3, cost).bind(4, next_refill).run();
     return sqlite3_changes(db_.get()) == 1;
