@@ -254,7 +254,6 @@ Response admin(App& app, const Request& r, const std::string& path) {
     if (path.rfind("/keys/", 0) == 0) {
         std::string rest = path.substr(6);
         auto slash = rest.rfind('/');
-        if (get && slash == std::string::npos) return Response::json(key_json(app.keys.describe(rest)));
         if (slash != std::string::npos) {
             const std::string name = rest.substr(0, slash);
             const std::string action = rest.substr(slash + 1);
@@ -300,6 +299,10 @@ Response admin(App& app, const Request& r, const std::string& path) {
             }
             if (post) return key_action(app, r, name, action);
         }
+        // Key names may hold '/' ("payments/eu"): a GET that names no known
+        // action is the whole name. (The actions win: a key named
+        // "x/usage" is read as the usage of "x".)
+        if (get) return Response::json(key_json(app.keys.describe(rest)));
     }
     if (path == "/rotations" && get) {
         std::lock_guard lock(app.rotation_mutex);

@@ -237,6 +237,13 @@ TEST_CASE("admin keys: create, list, show, suspend, resume, revoke") {
     auto show = admin_call("GET", "/v1/admin/keys/c-adm");
     CHECK(show["id"] == id);
     CHECK(show["versions"][0]["state"] == "active");
+    // A name with '/' is read, used and acted on through the same paths.
+    admin_call("POST", "/v1/admin/keys", {{"name", "c-team/eu"}, {"type", "hmac"}}, 201);
+    CHECK(admin_call("GET", "/v1/admin/keys/c-team/eu")["name"] == "c-team/eu");
+    CHECK(admin_call("GET", "/v1/admin/keys/c-team/eu/usage")["key"] == "c-team/eu");
+    CHECK(admin_call("POST", "/v1/admin/keys/c-team/eu/suspend", json::object())["versions"][0]["state"] ==
+          "suspended");
+    check_error(call_get("/v1/admin/keys/c-team/nowhere", server_env().admin), 404, "KEY_NOT_FOUND");
 
     // P-384 signs with SHA-384.
     auto s = call("POST", "/v1/keys/c-adm/sign", json{{"data", b64("x")}}, server_env().admin);
