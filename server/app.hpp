@@ -75,6 +75,17 @@ Response metrics(App& app, const Request& r);
 Response healthz(App& app, const Request& r);
 Response readyz(App& app, const Request& r);
 
+/// An audit event written only when the denial sampler picks it.
+struct SampledEvent {
+    core::audit::EventType type;
+    std::string key, kid, op, outcome;
+    nlohmann::json details;
+};
+/// Records one refusal of `subject` with app.denials and writes `e` if the
+/// sampler picks it, with "suppressed" (the refusals of `subject` not
+/// audited since) added to its details. Throws like KeyService::audit; a
+/// failed write is counted again by the next audited refusal.
+void audit_sampled(App& app, const std::string& subject, const SampledEvent& e);
 /// Audits a rate-limit denial of `key` if the sampler picks it (adds
 /// "suppressed" to `details`). Throws like KeyService::audit.
 void audit_rate_limited(App& app, const std::string& key, const std::string& kid, const std::string& op,

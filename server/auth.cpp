@@ -13,18 +13,13 @@ namespace kw::server {
 namespace {
 
 [[noreturn]] void refuse_unverified(App& app, const Request& r, const char* code, const std::string& message) {
-    const std::string subject = "auth:" + r.peer;
-    const auto sample = app.denials.deny(subject);
-    if (sample.audit) {
-        try {
-            app.keys.audit(
-                core::audit::EventType::verify_failed, "", "", "authorize", code,
-                {{"caller", r.peer}, {"method", r.method}, {"path", r.target}, {"suppressed", sample.suppressed}});
-        } catch (...) {
-            app.denials.unreport(subject, sample);
-            throw;
-        }
-    }
+    audit_sampled(app, "auth:" + r.peer,
+                  {core::audit::EventType::verify_failed,
+                   "",
+                   "",
+                   "authorize",
+                   code,
+                   {{"caller", r.peer}, {"method", r.method}, {"path", r.target}}});
     throw ApiError(401, code, message);
 }
 

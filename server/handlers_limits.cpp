@@ -78,20 +78,18 @@ Response list(App& app) {
     token_default["source"] = "config";
     key_default["source"] = "config";
     for (const auto& l : app.store.limits()) {
-        nlohmann::json* entry = nullptr;
-        nlohmann::json j;
+        const nlohmann::json who = {{"updated_at", l.updated_at}, {"updated_by", l.updated_by}};
         if (l.scope == "token_default" || l.scope == "key_default") {
             // The value in force is the limiter's (above); say where it came from.
-            entry = l.scope == "token_default" ? &token_default : &key_default;
-            (*entry)["source"] = "admin";
-        } else {
-            j = limit_json({l.limit, l.period_ms, l.burst});
-            j[l.scope == "key" ? "key" : "token_kid"] = l.subject;
-            entry = &j;
+            auto& d = l.scope == "token_default" ? token_default : key_default;
+            d.update(who);
+            d["source"] = "admin";
+            continue;
         }
-        (*entry)["updated_at"] = l.updated_at;
-        (*entry)["updated_by"] = l.updated_by;
-        if (entry == &j) (l.scope == "key" ? keys : tokens).push_back(std::move(j));
+        nlohmann::json j = limit_json({l.limit, l.period_ms, l.burst});
+        j.update(who);
+        j[l.scope == "key" ? "key" : "token_kid"] = l.subject;
+        (l.scope == "key" ? keys : tokens).push_back(std::move(j));
     }
     return Response::json(
         {{"token_default", token_default}, {"key_default", key_default}, {"tokens", tokens}, {"keys", keys}});

@@ -212,14 +212,7 @@ void HttpServer::start() {
         unix_->bind(ep, ec);
         ::umask(old);
         if (ec) throw beast::system_error(ec, "unix socket " + options_.unix_socket);
-        if (options_.unix_socket_gid) {
-            try {
-                share_socket_with_group(options_.unix_socket, *options_.unix_socket_gid);
-            } catch (...) {
-                std::filesystem::remove(options_.unix_socket);
-                throw;
-            }
-        }
+        if (options_.unix_socket_gid) share_socket_with_group(options_.unix_socket, *options_.unix_socket_gid);
         unix_->listen();
         accept_loop<asio::local::stream_protocol::acceptor, asio::local::stream_protocol::socket>(
             *unix_, app_, options_, sweeper_, in_flight_, "unix");

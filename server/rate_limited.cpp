@@ -7,17 +7,22 @@
 
 namespace kw::server {
 
-void audit_rate_limited(App& app, const std::string& key, const std::string& kid, const std::string& op,
-                        nlohmann::json details) {
-    const auto d = app.denials.deny(key);
+void audit_sampled(App& app, const std::string& subject, const SampledEvent& e) {
+    const auto d = app.denials.deny(subject);
     if (!d.audit) return;
+    nlohmann::json details = e.details;
     details["suppressed"] = d.suppressed;
     try {
-        app.keys.audit(core::audit::EventType::rate_limited, key, kid, op, "RATE_LIMITED", std::move(details));
+        app.keys.audit(e.type, e.key, e.kid, e.op, e.outcome, std::move(details));
     } catch (...) {
-        app.denials.unreport(key, d);  // still accounted for by the next audited denial
+        app.denials.unreport(subject, d);  // still accounted for by the next audited one
         throw;
     }
+}
+
+void audit_rate_limited(App& app, const std::string& key, const std::string& kid, const std::string& op,
+                        nlohmann::json details) {
+    audit_sampled(app, key, {core::audit::EventType::rate_limited, key, kid, op, "RATE_LIMITED", std::move(details)});
 }
 
 void add_rate_headers(Response& resp, const core::ratelimit::Decision& d) {
@@ -44,17 +49,13 @@ void refuse_slowed_caller(App& app, const Request& r) {
     const auto d = app.not_found_limits.peek("nf:" + r.peer);
     if (d.allowed) return;
     app.metrics.inc("keywarden_rate_limit_denials_total", {{"scope", "brute_force"}});
-    const std::string subject = "caller:" + r.peer;
-    const auto sample = app.denials.deny(subject);
-    if (sample.audit) {
-        try {
-            app.keys.audit(core::audit::EventType::rate_limited, "", "", "brute_force_guard", "SLOW_DOWN",
-                           {{"caller", r.peer}, {"path", r.target}, {"suppressed", sample.suppressed}});
-        } catch (...) {
-            app.denials.unreport(subject, sample);
-            throw;
-        }
-    }
+    audit_sampled(app, "caller:" + r.peer,
+                  {core::audit::EventType::rate_limited,
+                   "",
+                   "",
+                   "brute_force_guard",
+                   "SLOW_DOWN",
+                   {{"caller", r.peer}, {"path", r.target}}});
     throw ApiError(429, "SLOW_DOWN", "too many unknown tokens from this caller; slow down")
         .header("Retry-After", std::to_string((d.retry_after_ms + 999) / 1000))
         .field("retry_after_ms", d.retry_after_ms);

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 #include <vector>
 
@@ -40,6 +41,8 @@ gid_t resolve_group(const std::string& name, std::string_view setting) {
 void share_socket_with_group(const std::string& path, gid_t gid) {
     auto fail = [&](const char* what) {
         const int e = errno;
+        std::error_code ignored;
+        std::filesystem::remove(path, ignored);  // never left behind half shared
         throw std::runtime_error(std::string(what) + " " + path + " to group " + std::to_string(gid) + ": " +
                                  std::strerror(e) +
                                  (e == EPERM ? " (keywardend's user must be root or a member of the group)" : ""));

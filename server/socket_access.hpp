@@ -22,7 +22,8 @@ namespace kw::server {
 /// mode 0660. Call it between bind and listen, so no one can connect while
 /// the file is on its way from 0600 to 0660. Symbolic links are not
 /// followed. Throws std::runtime_error with the system's reason when that is
-/// not allowed (the daemon's user must be root or a member of the group).
+/// not allowed (the daemon's user must be root or a member of the group),
+/// after removing the socket file.
 void share_socket_with_group(const std::string& path, gid_t gid);
 
 }  // namespace kw::server

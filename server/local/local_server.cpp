@@ -51,7 +51,6 @@ void LocalServer::start() {
             share_socket_with_group(options_.socket_path, *options_.gid);
         } catch (...) {
             give_up();
-            std::filesystem::remove(options_.socket_path);
             throw;
         }
     }
