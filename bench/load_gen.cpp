@@ -21,6 +21,14 @@
 // latency instead of silently lowering the offered load (no coordinated
 // omission). The achieved rate is reported next to the target.
 //
+// On a machine the client shares with the server, that latency also holds
+// the client's own lateness: a request whose connection was free at its send
+// time may still leave late, because the client's thread was not running
+// (timer slack, a CPU busy with the server). Two more figures tell the
+// parts apart: latency from the moment the request really left
+// ("from_send"), and how late the client sent on a free connection
+// ("client_late"). Both are diagnostics; "latency" stays the measure.
+//
 // --sched-batch runs the client under SCHED_BATCH (same CPU share, but its
 // wake-ups do not preempt a running thread). On a machine where client and
 // server share the cores, an answer arriving wakes the client, which then
@@ -131,6 +139,7 @@ public:
     // Sends `request` (whole, or the connection is re-opened once).
     bool send(const std::string& request, SteadyClock::time_point t0) {
         t0_ = t0;
+        left_ = SteadyClock::now();
         busy_ = true;
         for (int attempt = 0; attempt < 2; ++attempt) {
             if (fd_ < 0) open();
@@ -176,11 +185,14 @@ public:
     }
     [[nodiscard]] bool busy() const noexcept { return busy_; }
     [[nodiscard]] SteadyClock::time_point sent_at() const noexcept { return t0_; }
+    /// When the request really left (after sent_at() when the client was late).
+    [[nodiscard]] SteadyClock::time_point left_at() const noexcept { return left_; }
     [[nodiscard]] int status() const noexcept { return status_; }
     [[nodiscard]] const std::string& body() const noexcept { return body_; }
     [[nodiscard]] std::size_t index() const noexcept { return index_; }
     std::uint64_t reconnects = 0;
-    std::uint64_t next_k = 0;  // fixed rate: the next request's number
+    std::uint64_t next_k = 0;               // fixed rate: the next request's number
+    SteadyClock::time_point answered_at{};  // when the last answer was taken in
 
 private:
     void open() {
@@ -266,6 +278,7 @@ private:
     int status_ = 0;
     bool busy_ = false;
     SteadyClock::time_point t0_;
+    SteadyClock::time_point left_;
 };
 
 std::string read_token(const std::string& path) {
@@ -293,7 +306,10 @@ double pct_us(std::vector<std::int64_t>& v, double p) {
 
 // What one event loop measured.
 struct LoopResult {
-    std::vector<std::int64_t> latency_ns;
+    std::vector<std::int64_t> latency_ns;      // from the intended send time
+    std::vector<std::int64_t> from_send_ns;    // from when the request left
+    std::vector<std::int64_t> client_late_ns;  // left - max(intended, previous answer)
+    std::uint64_t behind_answer = 0;           // intended while its connection still waited
     std::map<std::string, std::uint64_t> outcomes;
     std::uint64_t reconnects = 0;
     std::uint64_t sent = 0;  // warm-up included
@@ -393,8 +409,16 @@ void run_loop(const Options& o, const std::string& request, const std::vector<st
             ++out.sent;
             last_answer = now;
             const auto t0 = c.sent_at();
+            const auto free_from = std::max(t0, c.answered_at);
+            if (c.answered_at > t0 && t0 >= sched.measure_from) ++out.behind_answer;
+            c.answered_at = now;
             if (t0 < sched.measure_from) continue;  // warm-up
-            out.latency_ns.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(now - t0).count());
+            const auto ns = [](SteadyClock::duration d) {
+                return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+            };
+            out.latency_ns.push_back(ns(now - t0));
+            out.from_send_ns.push_back(ns(now - c.left_at()));
+            out.client_late_ns.push_back(ns(c.left_at() - free_from));
             const int status = r == Connection::Read::answer ? c.status() : 0;
             const bool ok = status == 200 && c.body().find("\"code\":\"VALID\"") != std::string::npos;
             ++out.outcomes[ok ? "ok" : outcome_of(status, c.body())];
@@ -455,12 +479,15 @@ int run(const Options& o) {
         if (!r.error.empty()) throw std::runtime_error(r.error);
     }
 
-    std::vector<std::int64_t> all;
+    std::vector<std::int64_t> all, from_send, client_late;
     std::map<std::string, std::uint64_t> total;
-    std::uint64_t reconnect_total = 0, sent_total = 0;
+    std::uint64_t reconnect_total = 0, sent_total = 0, behind_answer = 0;
     for (const auto& r : results) {
         sent_total += r.sent;
         all.insert(all.end(), r.latency_ns.begin(), r.latency_ns.end());
+        from_send.insert(from_send.end(), r.from_send_ns.begin(), r.from_send_ns.end());
+        client_late.insert(client_late.end(), r.client_late_ns.begin(), r.client_late_ns.end());
+        behind_answer += r.behind_answer;
         for (const auto& [k, v] : r.outcomes) total[k] += v;
         reconnect_total += r.reconnects;
     }
@@ -483,6 +510,13 @@ int run(const Options& o) {
            {"p99_us", pct_us(all, 0.99)},
            {"p999_us", pct_us(all, 0.999)},
            {"max_us", all.empty() ? 0.0 : static_cast<double>(*std::max_element(all.begin(), all.end())) / 1000.0},
+           {"from_send_p50_us", pct_us(from_send, 0.50)},
+           {"from_send_p99_us", pct_us(from_send, 0.99)},
+           {"from_send_p999_us", pct_us(from_send, 0.999)},
+           {"client_late_p50_us", pct_us(client_late, 0.50)},
+           {"client_late_p99_us", pct_us(client_late, 0.99)},
+           {"client_late_p999_us", pct_us(client_late, 0.999)},
+           {"behind_answer", behind_answer},
            {"outcomes", total},
            {"reconnects", reconnect_total},
            {"sent_including_warmup", sent_total}};
