@@ -159,8 +159,9 @@ void apply_file(Config& c, const std::string& file) {
         }
     }
     if (const auto* t = section("alerts")) {
-        reject_unknown(file, *t, "alerts",
-                       {"webhooks", "kinds", "verify_failed_per_minute", "unknown_token_factor", "unknown_token_min"});
+        reject_unknown(
+            file, *t, "alerts",
+            {"webhooks", "kinds", "ca_file", "verify_failed_per_minute", "unknown_token_factor", "unknown_token_min"});
         auto strings = [&](const char* key, std::vector<std::string>& out) {
             const toml::node* n = t->get(key);
             if (n == nullptr) return;
@@ -179,6 +180,7 @@ void apply_file(Config& c, const std::string& file) {
                 bad(file, *t->get("webhooks"), "alert webhook '" + url + "' must start with http:// or https://");
             }
         }
+        read(file, *t, "ca_file", c.alert_ca_file);
         read(file, *t, "verify_failed_per_minute", c.verify_failed_per_minute);
         if (c.verify_failed_per_minute < 1) {
             bad(file, *t->get("verify_failed_per_minute"), "alerts.verify_failed_per_minute must be at least 1");

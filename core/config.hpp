@@ -70,7 +70,6 @@ struct Config {
     // moderate load. 0: sleep at once.
     std::int64_t spin_us = 50;
 
-    // [alerts]
     // [limits]: default GCRA rate limits (a request costs 1 unless it says
     // otherwise); the admin API changes them per token or key at run time.
     std::int64_t token_limit = 100;  // per API token (credential)
@@ -80,7 +79,9 @@ struct Config {
     std::int64_t key_period_ms = 1000;
     std::int64_t key_burst = 1000;
 
+    // [alerts]
     std::vector<std::string> alert_webhooks;      // http(s) URLs that receive every alert kind
+    std::string alert_ca_file;                    // CAs https webhooks must chain to ("": the system store)
     std::vector<std::string> alert_kinds;         // limit to these kinds (empty = all)
     std::int64_t verify_failed_per_minute = 100;  // above this a verify_failed_spike alert fires
     // ... and when MALFORMED + NOT_FOUND answers in a minute reach

@@ -164,7 +164,9 @@ int run(int argc, char** argv) {
         return std::vector<std::pair<core::metrics::Labels, double>>{{{}, static_cast<double>(*next - clock.now())}};
     });
 
-    core::alerts::Dispatcher alerts(server::global_targets(config), metrics);
+    core::alerts::Options alert_options;
+    alert_options.ca_file = config.alert_ca_file;
+    core::alerts::Dispatcher alerts(server::global_targets(config), metrics, alert_options);
     server::RotationCounter rotation_counter(metrics, clock.now());
     server::AuditAlarm audit_alarm;
     metrics.help("keywarden_rotation_check_errors_total", "counter", "scheduler passes that failed");

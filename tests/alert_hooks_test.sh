@@ -22,6 +22,9 @@
 # 4. On a full disk (a small tmpfs, when mount works) audited requests are
 #    refused, one audit_failure alert stands for many, and the daemon serves
 #    again once there is room.
+# 5. HTTPS webhooks: delivered when the certificate chains to [alerts] ca_file
+#    and names the host; refused (and retried) otherwise; a bad ca_file stops
+#    the start.
 set -euo pipefail
 
 D=${1:?usage: alert_hooks_test.sh /path/to/keywardend /path/to/hsm-keytool}
@@ -312,5 +315,74 @@ if mkdir -p full && mount -t tmpfs -o size=16m tmpfs full 2>/dev/null; then
 else
   ok "# skip the full-disk section (no tmpfs mount here: not root)"
 fi
+# ==================================================================================
+# 5. HTTPS webhooks: the certificate must chain to [alerts] ca_file and name the host
+# ==================================================================================
+# A test CA signs a certificate for "localhost" and one for another name. The
+# receiver with the right certificate gets the alert; the one whose certificate
+# names another host is refused on every attempt (retried, never delivered);
+# without ca_file the system store does not know the test CA, so nothing is
+# delivered either. A ca_file that is not PEM stops the start with a message.
+tls_cert() {  # tls_cert NAME DNS: NAME.key and NAME.pem for DNS, signed by the test CA
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" -out "$1.csr" \
+    -subj "/CN=$2" 2>/dev/null
+  printf 'subjectAltName = DNS:%s\n' "$2" > "$1.ext"
+  openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile "$1.ext" \
+    -out "$1.pem" 2>/dev/null
+}
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 \
+  -subj "/CN=keywarden alert test CA" 2>/dev/null || fail "openssl could not make the test CA"
+tls_cert right localhost
+tls_cert wrong other.invalid
+: > "$LOG"
+"$PY" "$here/webhook_receiver.py" "$KW_TEST_DIR/tls-right.port" "$LOG" right.pem right.key &
+tpid1=$!
+"$PY" "$here/webhook_receiver.py" "$KW_TEST_DIR/tls-wrong.port" "$LOG" wrong.pem wrong.key &
+tpid2=$!
+trap 'kill "$rpid" "$hpid" "$tpid1" "$tpid2" 2>/dev/null || true; cleanup; umount "$KW_TEST_DIR/full" 2>/dev/null || true' EXIT
+for _ in $(seq 1 50); do [ -s tls-right.port ] && [ -s tls-wrong.port ] && break; sleep 0.1; done
+[ -s tls-right.port ] && [ -s tls-wrong.port ] || fail "the HTTPS webhook receivers did not start"
+ok "HTTPS receivers: one with a certificate for localhost, one for other.invalid (same test CA)"
+https_hooks="\"https://localhost:$(cat tls-right.port)/tls-right\", \"https://localhost:$(cat tls-wrong.port)/tls-wrong\""
+# spike N: N unknown tokens, one over verify_failed_per_minute = N - 1
+spike() {
+  local i
+  for i in $(seq 1 "$1"); do
+    expect 200 "verify an unknown token" POST /v1/tokens/verify \
+      "{\"token\": \"$("$PY" "$here/server_client.py" token-unknown kw_live)\"}"
+  done
+}
+alerts_metric() {  # alerts_metric OUTCOME: keywarden_alerts_total for verify_failed_spike with OUTCOME
+  expect 200 "metrics" GET /metrics
+  awk -v o="outcome=\"$1\"" '/^keywarden_alerts_total\{/ && /kind="verify_failed_spike"/ && index($0, o) {n += $2} END {print n + 0}' out
+}
+printf '[alerts]\nwebhooks = [%s]\nca_file = "%s/ca.pem"\nverify_failed_per_minute = 1\n' \
+  "$https_hooks" "$KW_TEST_DIR" > alerts-5.toml
+start_daemon daemon-5.log --config alerts-5.toml
+spike 2
+wait_for 5 "HTTPS: the spike reached the receiver whose certificate chains to ca_file and names localhost" \
+  'n("/tls-right", "verify_failed_spike", "") == 1'
+for _ in $(seq 1 50); do [ "$(alerts_metric retried)" -ge 1 ] && break; sleep 0.1; done
+[ "$(alerts_metric retried)" -ge 1 ] || fail "the webhook with a certificate for other.invalid was not retried: $(grep alerts_total out)"
+dcheck "HTTPS: nothing reached the receiver whose certificate names another host (refused, retried)" \
+  'sum(1 for x in d if x["path"] == "/tls-wrong") == 0'
+stop_daemon
+[ "$drc" = 0 ] || fail "keywardend exited $drc after SIGTERM"
+: > "$LOG"
+printf '[alerts]\nwebhooks = [%s]\nverify_failed_per_minute = 1\n' "$https_hooks" > alerts-5b.toml
+start_daemon daemon-5b.log --config alerts-5b.toml
+spike 2
+for _ in $(seq 1 50); do [ "$(alerts_metric retried)" -ge 2 ] && break; sleep 0.1; done
+[ "$(alerts_metric retried)" -ge 2 ] || fail "without ca_file both HTTPS webhooks should have been refused and retried: $(grep alerts_total out)"
+dcheck "HTTPS without ca_file: the system store does not trust the test CA, nothing delivered" 'len(d) == 0'
+stop_daemon
+[ "$drc" = 0 ] || fail "keywardend exited $drc after SIGTERM"
+printf '[alerts]\nwebhooks = [%s]\nca_file = "%s/right.key"\n' "$https_hooks" "$KW_TEST_DIR" > alerts-5c.toml
+rc=0
+timeout 30 "$D" --listen "$HOST:$PORT" --config alerts-5c.toml >daemon-5c.log 2>&1 || rc=$?
+[ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "keywardend started (or hung: rc $rc) with a ca_file that holds no certificate"
+grep -q "alerts.ca_file '$KW_TEST_DIR/right.key': cannot load CA certificates" daemon-5c.log ||
+  fail "no clear message for a bad ca_file: $(cat daemon-5c.log)"
+ok "a ca_file that holds no certificate stops the start: $(grep -o "alerts.ca_file.*" daemon-5c.log | head -1)"
 must "audit verify" "$K" audit verify
 echo "all $checks alert_hooks checks passed in $(($(date +%s) - t_begin)) s"

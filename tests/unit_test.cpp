@@ -219,6 +219,11 @@ TEST_CASE("[limits] and [server] settings are read; bad values are refused with 
     CHECK(a.verify_failed_per_minute == 50);
     CHECK(a.unknown_token_factor == 4.5);
     CHECK(a.unknown_token_min == 8);
+    CHECK(a.alert_ca_file.empty());  // default: the system CA store
+    TempConfig ca("[alerts]\nca_file = \"/etc/kw/ca.pem\"\n");
+    CHECK(load_config(ca.path).alert_ca_file == "/etc/kw/ca.pem");
+    TempConfig ca_typed("[alerts]\nca_file = 7\n");
+    CHECK_THROWS_WITH_AS(load_config(ca_typed.path), doctest::Contains("ca_file must be a string"), Error);
     TempConfig factor("[alerts]\nunknown_token_factor = 0.5\n");
     CHECK_THROWS_WITH_AS(load_config(factor.path), doctest::Contains("unknown_token_factor must be at least 1"), Error);
     TempConfig limits("[server]\nmax_body_bytes = 4096\nmax_header_bytes = 2048\nrequest_timeout_s = 30\n");

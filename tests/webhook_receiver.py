@@ -1,18 +1,19 @@
 #!/usr/bin/python3
 """A webhook receiver for tests/alert_hooks_test.sh (standard library only).
 
-  webhook_receiver.py PORT_FILE LOG_FILE
+  webhook_receiver.py PORT_FILE LOG_FILE [CERT_FILE KEY_FILE]
 
 Listens on a free 127.0.0.1 port, writes the port to PORT_FILE once it is
 listening, and appends one JSON line per POST to LOG_FILE:
 {"path": ..., "status": <the answer>, "body": <the JSON body>}. Answers 204,
 so an alert counts as delivered at its first attempt, except on paths that
 start with /flaky: there the first two POSTs get 503 (the sender must retry).
-Runs until killed.
+With CERT_FILE and KEY_FILE (PEM) it speaks HTTPS instead. Runs until killed.
 """
 import http.server
 import json
 import os
+import ssl
 import sys
 import threading
 
@@ -44,9 +45,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass  # quiet: the log file is the record
 
 
-def main(port_file, log_file):
+def main(port_file, log_file, cert_file=None, key_file=None):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.log_file = log_file
+    if cert_file:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert_file, key_file)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     tmp = port_file + ".tmp"
     with open(tmp, "w") as f:
         f.write(str(server.server_address[1]))
@@ -55,4 +60,4 @@ def main(port_file, log_file):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:5])

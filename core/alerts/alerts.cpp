@@ -11,6 +11,7 @@
 #include <boost/beast/ssl.hpp>
 
 #include "core/clock.hpp"
+#include "core/error.hpp"
 #include "core/thread_name.hpp"
 
 namespace kw::core::alerts {
@@ -44,8 +45,27 @@ bool parse_url(const std::string& url, bool& tls, std::string& host, std::string
     return !host.empty();
 }
 
+// One SSL_CTX for every attempt: loading the CA store per alert would cost
+// milliseconds, and a CA file that does not load must stop the start, not
+// fail each alert later. OpenSSL allows SSL objects to be made from one
+// context in several threads once it is no longer changed.
+struct Dispatcher::Tls {
+    asio::ssl::context ctx{asio::ssl::context::tls_client};
+};
+
 Dispatcher::Dispatcher(std::vector<Target> targets, metrics::Registry& metrics, Options options)
-    : targets_(std::move(targets)), metrics_(metrics), options_(options) {
+    : targets_(std::move(targets)), metrics_(metrics), options_(std::move(options)), tls_(std::make_unique<Tls>()) {
+    boost::system::error_code ec;
+    if (options_.ca_file.empty()) {
+        tls_->ctx.set_default_verify_paths(ec);
+    } else {
+        tls_->ctx.load_verify_file(options_.ca_file, ec);
+    }
+    if (ec) {
+        throw Error(ErrorKind::config,
+                    "alerts.ca_file '" + options_.ca_file + "': cannot load CA certificates: " + ec.message());
+    }
+    tls_->ctx.set_verify_mode(asio::ssl::verify_peer);
     metrics_.help("keywarden_alerts_total", "counter", "alerts by kind and delivery outcome");
     for (std::size_t i = 0; i < std::max<std::size_t>(1, options_.workers); ++i) {
         workers_.emplace_back([this] {
@@ -120,8 +140,7 @@ bool Dispatcher::post(const std::string& url, const std::string& body, std::chro
         http::response<http::string_body> res;
         bool answered = false;
         asio::ip::tcp::resolver resolver(io);
-        asio::ssl::context ctx(asio::ssl::context::tls_client);
-        beast::ssl_stream<beast::tcp_stream> tls_stream(io, ctx);
+        beast::ssl_stream<beast::tcp_stream> tls_stream(io, tls_->ctx);
         beast::tcp_stream plain(io);
         auto& lowest = tls ? beast::get_lowest_layer(tls_stream) : plain;
         auto exchange = [&](auto& stream) {
@@ -131,8 +150,6 @@ bool Dispatcher::post(const std::string& url, const std::string& body, std::chro
             });
         };
         if (tls) {
-            ctx.set_default_verify_paths();
-            ctx.set_verify_mode(asio::ssl::verify_peer);
             SSL_set_tlsext_host_name(tls_stream.native_handle(), host.c_str());
             tls_stream.set_verify_callback(asio::ssl::host_name_verification(host));
         }

@@ -6,11 +6,13 @@
 // every target subscribed to its kind, retrying with exponential backoff;
 // one attempt has a deadline from connect to answer, and a URL is tried by
 // one worker at a time. Outcomes are counted in metrics
-// (keywarden_alerts_total{kind,outcome}).
+// (keywarden_alerts_total{kind,outcome}). https targets must present a
+// certificate for their host name that chains to the trusted CAs.
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -41,10 +43,15 @@ struct Options {
     // Delivery threads. Each URL is tried by one at a time, so a webhook
     // that hangs until the timeout delays only its own alerts.
     std::size_t workers = 4;
+    // CA certificates (PEM) that https targets must chain to; empty: the
+    // system store. For webhooks inside a network with its own CA.
+    std::string ca_file;
 };
 
 class Dispatcher {
 public:
+    /// Throws Error(config) when options.ca_file cannot be read as PEM
+    /// certificates, so a daemon with a bad CA file does not start.
     Dispatcher(std::vector<Target> targets, metrics::Registry& metrics, Options options = {});
     ~Dispatcher();  // one attempt each for queued alerts within shutdown_grace, then stops
     Dispatcher(const Dispatcher&) = delete;
@@ -72,6 +79,8 @@ private:
     std::vector<Target> targets_;
     metrics::Registry& metrics_;
     Options options_;
+    struct Tls;                 // the TLS client settings, built once
+    std::unique_ptr<Tls> tls_;  // shared by the workers (read-only after start)
     std::mutex mutex_;
     std::condition_variable wake_;
     std::deque<Alert> queue_;
