@@ -62,8 +62,9 @@ Dispatcher::Dispatcher(std::vector<Target> targets, metrics::Registry& metrics, 
         tls_->ctx.load_verify_file(options_.ca_file, ec);
     }
     if (ec) {
-        throw Error(ErrorKind::config,
-                    "alerts.ca_file '" + options_.ca_file + "': cannot load CA certificates: " + ec.message());
+        const std::string what =
+            options_.ca_file.empty() ? "the system CA store" : "alerts.ca_file '" + options_.ca_file + "'";
+        throw Error(ErrorKind::config, what + ": cannot load CA certificates: " + ec.message());
     }
     tls_->ctx.set_verify_mode(asio::ssl::verify_peer);
     metrics_.help("keywarden_alerts_total", "counter", "alerts by kind and delivery outcome");
