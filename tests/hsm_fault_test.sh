@@ -12,7 +12,8 @@
 #   outcome "error"), and the log still verifies;
 # - nothing else is hurt: other keys sign, /healthz and /readyz answer 200,
 #   the daemon stops cleanly on SIGTERM;
-# - it stays an error (no crash, no stale success) on a second try.
+# - it stays an error (no crash, no stale success) on a second try;
+# - rotating the key brings it back: the new version is made in the token.
 set -euo pipefail
 
 D=${1:?usage: hsm_fault_test.sh /path/to/keywardend /path/to/hsm-keytool}
@@ -62,6 +63,13 @@ for attempt in first second; do
 done
 msg=$(jget 'j["error"]["message"]')
 ok "the message: $msg"
+# The way back that docs/operations.md gives: rotate, so the key signs with a
+# new version made in the token.
+expect 200 "rotate 'lost' (IMMEDIATE)" POST /v1/admin/keys/lost/rotate '{"strategy": "IMMEDIATE"}' "$ADMIN"
+jcheck "the rotation completed with a new version" 'j["outcome"] == "success" and j["to_kid"] != j["from_kid"]'
+new_kid=$(jget 'j["to_kid"]')
+expect 200 "sign with 'lost' after the rotation" POST /v1/keys/lost/sign "{\"data\": \"$MSG\"}" "$ADMIN"
+jcheck "it signs with the new version" "j['kid'] == '$new_kid'"
 expect 200 "sign with 'kept' (its key is still there)" POST /v1/keys/kept/sign "{\"data\": \"$MSG\"}" "$ADMIN"
 expect 200 "healthz" GET /healthz
 expect 200 "readyz (token logged in, store and audit writable)" GET /readyz
