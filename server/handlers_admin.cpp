@@ -328,6 +328,7 @@ Response admin(App& app, const Request& r, const std::string& path) {
         return Response::json({{"stats", arr}});
     }
     if (path == "/policies/reload" && post) {
+        (void)parse_body(r, {});  // no fields: a body must be empty or {}
         std::lock_guard lock(app.rotation_mutex);
         auto doc = app.store.policy_document();
         try {

@@ -688,9 +688,55 @@ EOF
 ok "GET /metrics: Prometheus text with http_requests_total, token_verifications_total, denials; routes without key names"
 
 # --- SIGHUP reloads policies ----------------------------------------------------------------
+# A changed set applied with hsm-keytool while the daemon runs takes effect on
+# SIGHUP, not before: the JWKS Cache-Control follows the shorter jwks_lead.
+jwks_max_age() {  # jwks_max_age WANT DESCRIPTION
+  expect 200 "jwks" GET /.well-known/jwks.json
+  tr -d '\r' <hdr | grep -qix "cache-control: public, max-age=$1" ||
+    fail "$2: JWKS $(grep -i '^cache-control' hdr), want max-age=$1"
+  ok "$2: JWKS Cache-Control max-age=$1"
+}
+sed 's/jwks_lead = "60s"/jwks_lead = "20s"/' srv-policy.toml >srv-policy2.toml
+cat >>srv-policy2.toml <<'EOF'
+
+[[policy]]
+name = "srv-test-2"
+priority = 4
+strategy = "IMMEDIATE"
+cryptoperiod = "90d"
+
+[policy.match]
+type = "hmac"
+labels = { env = "nowhere" }
+EOF
+must "policy apply srv-policy2.toml (2 policies, jwks_lead 20s) while the daemon runs" "$K" policy apply srv-policy2.toml
+jwks_max_age 30 "before SIGHUP the set in force is unchanged"
 kill -HUP "$dpid"
-for _ in $(seq 1 50); do grep -q "policies reloaded: 1" daemon-a.log && break; sleep 0.1; done
-grep -q "policies reloaded: 1" daemon-a.log || fail "no 'policies reloaded: 1' in the log after SIGHUP"
+for _ in $(seq 1 50); do grep -q "policies reloaded: 2" daemon-a.log && break; sleep 0.1; done
+grep -q "policies reloaded: 2" daemon-a.log || fail "no 'policies reloaded: 2' in the log after SIGHUP"
+jwks_max_age 10 "after SIGHUP the new set is in force"
+# A stored set that does not parse (written behind keywarden's back): SIGHUP
+# and the endpoint keep the set in force and say why.
+"$PY" - "$KW_TEST_DIR/keywarden.db" <<'PYEOF' || fail "could not store a broken policy document"
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1])
+db.execute("INSERT INTO policy_documents(source, text, applied_at, actor) VALUES ('broken.toml', ?, ?, 'test')",
+           ("[[policy]]\nname = ", int(time.time())))
+db.commit()
+PYEOF
+kill -HUP "$dpid"
+for _ in $(seq 1 50); do grep -q "policy reload failed, keeping the old set" daemon-a.log && break; sleep 0.1; done
+grep -q "policy reload failed, keeping the old set" daemon-a.log ||
+  fail "no 'policy reload failed, keeping the old set' in the log after SIGHUP with a broken set"
+ok "SIGHUP with a stored set that does not parse: logged, the old set kept"
+jwks_max_age 10 "after the failed SIGHUP the last good set is in force"
+expect_error 409 POLICY_INVALID "policies reload of a set that does not parse" POST /v1/admin/policies/reload '{}' "$ADMIN"
+expect_error 400 UNKNOWN_FIELD "policies reload with a field" POST /v1/admin/policies/reload '{"force": true}' "$ADMIN"
+expect_error 400 BAD_JSON "policies reload with a body that is not JSON" POST /v1/admin/policies/reload 'reload please' "$ADMIN"
+must "policy apply srv-policy.toml (back to the first set)" "$K" policy apply srv-policy.toml
+expect 200 "policies reload" POST /v1/admin/policies/reload "" "$ADMIN"
+jcheck "POST /v1/admin/policies/reload with no body -> 1 policy" 'j == {"policies": 1}'
+jwks_max_age 30 "after the reload the first set is in force again"
 expect 200 "healthz after SIGHUP" GET /healthz
 ok "SIGHUP reloads the policies and the daemon keeps serving"
 
