@@ -40,10 +40,20 @@ public:
     void cut_if_late(Clock::time_point now) noexcept;
     /// True once the sweep has shut the connection down.
     [[nodiscard]] bool was_cut() const noexcept { return cut_.load(std::memory_order_acquire); }
+    /// Whether the connection waits for a next request of which it has read
+    /// nothing yet (a keep-alive connection between requests).
+    void set_idle(bool idle) noexcept { idle_.store(idle, std::memory_order_release); }
+    /// At shutdown: closes the connection if it is idle and nothing of a
+    /// next request has arrived either; true if it did.
+    bool close_if_idle() noexcept;
+    /// True once close_if_idle() has closed the connection.
+    [[nodiscard]] bool was_drained() const noexcept { return drained_.load(std::memory_order_acquire); }
 
 private:
     int fd_;
     std::atomic<bool> cut_{false};
+    std::atomic<bool> idle_{false};
+    std::atomic<bool> drained_{false};
     std::atomic<Clock::rep> at_{Clock::time_point::max().time_since_epoch().count()};
 };
 
@@ -55,9 +65,13 @@ public:
     void start();
     /// Watches `d` for as long as it lives.
     void watch(const std::shared_ptr<Deadline>& d);
+    /// At shutdown: closes every idle connection (Deadline::close_if_idle)
+    /// and returns how many connections are still open.
+    std::size_t close_idle();
 
 private:
     void sweep();
+    std::vector<std::shared_ptr<Deadline>> alive();
 
     boost::asio::steady_timer timer_;
     std::chrono::milliseconds every_;

@@ -82,12 +82,16 @@ private:
         parser_.emplace();
         parser_->body_limit(options_.body_limit);
         parser_->header_limit(static_cast<std::uint32_t>(options_.header_limit));
+        // Nothing of the next request read yet: a shutdown may close the
+        // connection (Deadline::close_if_idle), unless its bytes are waiting.
+        deadline_.set_idle(buffer_.size() == 0);
         deadline_.arm(std::chrono::seconds(options_.request_timeout_s));
         http::async_read(socket_, buffer_, *parser_,
                          [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
     }
 
     void on_read(beast::error_code ec) {
+        deadline_.set_idle(false);
         deadline_.disarm();  // handling takes what it takes; the peer is not waited on
         // Cut at its deadline (slowloris headers, a stalled body): nothing
         // is answered on a connection that is already shut down.
@@ -96,6 +100,10 @@ private:
             ec == asio::error::connection_reset) {
             return close();
         }
+        // Shutting down, the connection was closed for reading while a request
+        // came in (its header had arrived, its body had not): the client sent
+        // it after the stop began and sees the connection end, not a 400.
+        if (ec && deadline_.was_drained()) return close();
         if (ec) {
             // Oversized or malformed requests get an answer, then the connection closes.
             int status = ec == http::error::body_limit ? 413 : (ec == http::error::header_limit ? 431 : 400);
@@ -155,22 +163,43 @@ private:
     bool keep_alive_ = false;
 };
 
+template <typename Socket>
+void start_session(Socket socket, App& app, const HttpOptions& options, DeadlineSweeper& sweeper,
+                   const std::shared_ptr<std::atomic<std::size_t>>& in_flight, const char* kind) {
+    std::string peer = kind;
+    if constexpr (std::is_same_v<Socket, asio::ip::tcp::socket>) {
+        beast::error_code pe;
+        auto ep = socket.remote_endpoint(pe);
+        if (!pe) peer = "tcp:" + ep.address().to_string();
+    }
+    std::make_shared<Session<Socket>>(std::move(socket), app, options, peer, in_flight)->run(sweeper);
+}
+
 template <typename Acceptor, typename Socket>
 void accept_loop(Acceptor& acceptor, App& app, const HttpOptions& options, DeadlineSweeper& sweeper,
                  std::shared_ptr<std::atomic<std::size_t>> in_flight, const char* kind) {
     acceptor.async_accept([&acceptor, &app, &options, &sweeper, in_flight, kind](beast::error_code ec, Socket socket) {
         if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
-        if (!ec) {
-            std::string peer = kind;
-            if constexpr (std::is_same_v<Socket, asio::ip::tcp::socket>) {
-                beast::error_code pe;
-                auto ep = socket.remote_endpoint(pe);
-                if (!pe) peer = "tcp:" + ep.address().to_string();
-            }
-            std::make_shared<Session<Socket>>(std::move(socket), app, options, peer, in_flight)->run(sweeper);
-        }
+        if (!ec) start_session(std::move(socket), app, options, sweeper, in_flight, kind);
         accept_loop<Acceptor, Socket>(acceptor, app, options, sweeper, in_flight, kind);
     });
+}
+
+// At shutdown, before the listener closes: connections the kernel has
+// already completed wait in its backlog, and a client may have sent its
+// request on one. Closing the listener would reset them; they are taken and
+// served instead (their answers close them).
+template <typename Acceptor, typename Socket>
+void take_backlog(Acceptor& acceptor, asio::io_context& io, App& app, const HttpOptions& options,
+                  DeadlineSweeper& sweeper, const std::shared_ptr<std::atomic<std::size_t>>& in_flight,
+                  const char* kind) {
+    beast::error_code ec;
+    acceptor.non_blocking(true, ec);
+    while (!ec) {
+        Socket socket(io);
+        acceptor.accept(socket, ec);  // would_block once the backlog is empty
+        if (!ec) start_session(std::move(socket), app, options, sweeper, in_flight, kind);
+    }
 }
 
 }  // namespace
@@ -255,14 +284,32 @@ void HttpServer::work() {
 
 void HttpServer::stop(int grace_s) {
     if (threads_.empty()) return;
-    asio::post(io_, [this] {
+    // Stop listening, but serve what already waits in the backlog.
+    auto listening = std::make_shared<std::atomic<bool>>(true);
+    asio::post(io_, [this, listening] {
         beast::error_code ec;
-        if (tcp_) tcp_->close(ec);
-        if (unix_) unix_->close(ec);
+        if (tcp_) {
+            take_backlog<asio::ip::tcp::acceptor, asio::ip::tcp::socket>(*tcp_, io_, app_, options_, sweeper_,
+                                                                         in_flight_, "tcp");
+            tcp_->close(ec);
+        }
+        if (unix_) {
+            take_backlog<asio::local::stream_protocol::acceptor, asio::local::stream_protocol::socket>(
+                *unix_, io_, app_, options_, sweeper_, in_flight_, "unix");
+            unix_->close(ec);
+        }
+        listening->store(false);
     });
+    // Then finish every request that has reached us: a connection with a
+    // request in progress, or with its bytes waiting, is answered (and its
+    // answer says Connection: close); an idle keep-alive connection is
+    // closed. A client that sends on a connection just as it is closed sees
+    // the close and may retry, as with any HTTP/1.1 server.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(grace_s);
-    while (in_flight_->load() > 0 && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    while (std::chrono::steady_clock::now() < deadline) {
+        const bool quiet = !listening->load() && sweeper_.close_idle() == 0 && in_flight_->load() == 0;
+        if (quiet) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     io_.stop();
     for (auto& t : threads_) t.join();

@@ -184,12 +184,14 @@ def cmd_load(host, port, pid, signame, after, threads, svc, mode):
     Outcomes per request: "ok" (status line and a complete JSON body),
     "cut" (a status line, then a short or unparseable body: never allowed),
     "noresp" (refused, reset or closed before any status line: allowed once
-    the signal was sent)."""
+    the signal was sent, but never for a request whose bytes were all sent
+    before it: "lost_sent_before_signal" must stay 0)."""
     pid, after, threads = int(pid), float(after), int(threads)
     lock = threading.Lock()
-    stats = {"ok": 0, "cut": 0, "noresp": 0, "noresp_before_signal": 0, "ok_after_signal": 0,
-             "straddling": 0, "valid": 0, "status": {}, "cut_examples": []}
+    stats = {"ok": 0, "cut": 0, "noresp": 0, "noresp_before_signal": 0, "lost_sent_before_signal": 0,
+             "ok_after_signal": 0, "straddling": 0, "valid": 0, "status": {}, "cut_examples": []}
     sig_time = [None]
+    kill_time = [None]  # taken just before the signal is sent
     stop = threading.Event()
     verify_body = json.dumps({"token": svc}).encode()
     sign_body = json.dumps({"data": "aGVsbG8gd29ybGQ=", "encoding": "base64"}).encode()
@@ -206,11 +208,14 @@ def cmd_load(host, port, pid, signame, after, threads, svc, mode):
             else:
                 path, body = "/v1/keys/pay-ecdsa/sign", sign_body
             t_start = time.monotonic()
+            sent_at = None
             if conn is None:
                 conn = http.client.HTTPConnection(host, port, timeout=15)
             try:
                 conn.request("POST", path, body=body,
                              headers={"Content-Type": "application/json", "Authorization": "Bearer " + svc})
+                # On loopback the bytes are in the server's socket once send() returns.
+                sent_at = time.monotonic()
                 r = conn.getresponse()
             except (ConnectionError, http.client.RemoteDisconnected, socket.timeout, OSError) as e:
                 conn.close()
@@ -219,6 +224,8 @@ def cmd_load(host, port, pid, signame, after, threads, svc, mode):
                     stats["noresp"] += 1
                     if sig_time[0] is None:
                         stats["noresp_before_signal"] += 1
+                    if sent_at is not None and (kill_time[0] is None or sent_at < kill_time[0]):
+                        stats["lost_sent_before_signal"] += 1
                 if isinstance(e, ConnectionRefusedError):
                     refused_in_a_row += 1
                     if refused_in_a_row >= 3:
@@ -244,6 +251,10 @@ def cmd_load(host, port, pid, signame, after, threads, svc, mode):
                 if good:
                     stats["ok"] += 1
                     stats["status"][str(r.status)] = stats["status"].get(str(r.status), 0) + 1
+                    if r.status != 200:
+                        stats["cut_examples"].append("%s: HTTP %d %r (sent %s the signal)" % (
+                            path, r.status, data[:200], "before" if kill_time[0] is None or (
+                                sent_at or 0) < kill_time[0] else "after"))
                     if j.get("code") == "VALID":
                         stats["valid"] += 1
                     if sig_time[0] is not None:
@@ -261,6 +272,7 @@ def cmd_load(host, port, pid, signame, after, threads, svc, mode):
     for t in ths:
         t.start()
     time.sleep(after)
+    kill_time[0] = time.monotonic()
     os.kill(pid, getattr(signal, signame))
     sig_time[0] = time.monotonic()
     deadline = sig_time[0] + 20

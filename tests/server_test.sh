@@ -778,6 +778,8 @@ jcheck "SIGTERM under load: no response was cut off (every status line came with
 jcheck "SIGTERM under load: real traffic before the signal (>= 100 answers, none refused)" \
   'j["ok"] >= 100 and j["noresp_before_signal"] == 0 and set(j["status"]) <= {"200"}'
 jcheck "SIGTERM under load: requests in flight at the signal were answered in full" 'j["straddling"] >= 1'
+jcheck "SIGTERM under load: every request sent before the signal was answered (none reset, none dropped)" \
+  'j["lost_sent_before_signal"] == 0'
 cp slowread.json out
 echo "# SIGTERM slow reader: $(cat out)"
 jcheck "SIGTERM: a 6 MB answer still being written to a slow reader arrives whole" \
