@@ -16,8 +16,17 @@ Response healthz(App& app, const Request&) {
 Response readyz(App& app, const Request&) {
     nlohmann::json checks;
     bool ready = !app.draining.load();
-    checks["token_logged_in"] = app.token.logged_in();
-    ready = ready && app.token.logged_in();
+    try {
+        // The token itself is asked: a token removed, reset or logged out
+        // under the daemon must not pass for ready.
+        const bool logged_in = app.token.session_logged_in();
+        checks["token_logged_in"] = logged_in;
+        ready = ready && logged_in;
+    } catch (const std::exception& e) {
+        checks["token_logged_in"] = false;
+        checks["token"] = e.what();
+        ready = false;
+    }
     try {
         // A write, not a read: a store that can be read but not written
         // (read-only file, another process holding the write lock past
@@ -29,7 +38,7 @@ Response readyz(App& app, const Request&) {
         ready = false;
     }
     checks["audit_queue_depth"] = app.audit.queue_depth();
-    if (const std::string why = app.audit.store_error(); why.empty()) {
+    if (const std::string why = app.audit.write_error(); why.empty()) {
         checks["audit"] = "ok";
     } else {
         checks["audit"] = why;  // every audited operation is refused meanwhile

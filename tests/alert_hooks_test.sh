@@ -287,6 +287,19 @@ if mkdir -p full && mount -t tmpfs -o size=16m tmpfs full 2>/dev/null; then
   done
   [ "$refused" -ge 3 ] || fail "on a full disk only $refused of 30 verifications were refused"
   ok "on a full disk verification fails closed: $refused of 30 refused with AUDIT_UNAVAILABLE, the rest VALID"
+  # Right after a refusal, /readyz says the audit log cannot be written.
+  for _ in $(seq 1 20); do
+    fill
+    call POST /v1/tokens/verify "{\"token\": \"$DISK\"}"
+    [ "$code" = 503 ] && break
+    valid=$((valid + 1))
+  done
+  [ "$code" = 503 ] || fail "full disk: no verification refused in 20 more tries"
+  refused=$((refused + 1))
+  expect 503 "readyz on a full disk" GET /readyz
+  jcheck "GET /readyz on a full disk -> 503 with the audit check failing" \
+    'j["ready"] is False and j["checks"]["audit"] != "ok"'
+  ok "the audit check says: $(jget 'j["checks"]["audit"]')"
   expect 200 "metrics" GET /metrics
   grep -q "^keywarden_audit_failures_total $refused\$" out || fail "keywarden_audit_failures_total is not $refused: $(grep audit_failures out)"
   ok "metrics count every refusal ($refused)"

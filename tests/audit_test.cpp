@@ -762,7 +762,7 @@ TEST_CASE("spooled: fail closed while the store refuses the events, and none los
     raw.exec("CREATE TRIGGER block BEFORE INSERT ON audit_events BEGIN SELECT RAISE(FAIL, 'disk full'); END;");
     a.log->record(probe(1));  // spooled: durable, the store has not seen it yet
     CHECK_THROWS_AS(a.log->flush(), Error);
-    CHECK(a.log->store_error().find("disk full") != std::string::npos);
+    CHECK(a.log->write_error().find("disk full") != std::string::npos);
     try {
         a.log->record(probe(2));
         FAIL("record() must refuse while the store refuses the spooled events");
@@ -772,7 +772,7 @@ TEST_CASE("spooled: fail closed while the store refuses the events, and none los
     }
     raw.exec("DROP TRIGGER block");
     a.log->flush();  // the next attempt stores the kept batch
-    CHECK(a.log->store_error().empty());
+    CHECK(a.log->write_error().empty());
     a.log->record(probe(3));
     a.log->flush();
     std::vector<int> seen;

@@ -37,6 +37,13 @@ void Token::login(SecretString pin) {
     logged_in_ = true;
 }
 
+bool Token::session_logged_in() {
+    auto lease = session();
+    CK_SESSION_INFO info{};
+    check("C_GetSessionInfo", module_->fn()->C_GetSessionInfo(lease->handle(), &info));
+    return info.state == CKS_RO_USER_FUNCTIONS || info.state == CKS_RW_USER_FUNCTIONS;
+}
+
 SessionPool::Lease Token::session() {
     if (module_->forked()) recover_after_fork();
     leases_.fetch_add(1, std::memory_order_relaxed);

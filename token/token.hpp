@@ -37,6 +37,11 @@ public:
     /// C_Login(CKU_USER). Throws Pkcs11Error("C_Login", CKR_PIN_INCORRECT) etc.
     void login(SecretString pin);
     [[nodiscard]] bool logged_in() const noexcept { return logged_in_; }
+    /// Asks the token now (C_GetSessionInfo on a pooled session) whether
+    /// this process's sessions are logged in, unlike logged_in(), which only
+    /// remembers login(). Throws Pkcs11Error when the token does not answer
+    /// (CKR_DEVICE_REMOVED, CKR_SESSION_HANDLE_INVALID, ...).
+    [[nodiscard]] bool session_logged_in();
     /// The mutexes the module was initialised with.
     [[nodiscard]] ModuleLocking locking() const noexcept { return module_->locking(); }
 

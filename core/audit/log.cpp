@@ -211,7 +211,14 @@ Log::Ticket Log::submit(Record record) {
             const std::string why = "the audit log cannot reach the store: " + ingest_error_;
             throw Error(ingest_locked_ ? ErrorKind::store_locked : ErrorKind::audit_failure, why);
         }
-        const std::uint64_t end = spool_->append(record, now);  // throws: nothing recorded
+        std::uint64_t end = 0;
+        try {
+            end = spool_->append(record, now);  // throws: nothing recorded
+            spool_error_.clear();
+        } catch (const std::exception& e) {
+            spool_error_ = std::string("cannot write the audit spool: ") + e.what();
+            throw;
+        }
         pending_.records.push_back(std::move(record));
         pending_.times.push_back(now);
         pending_.spool_end = end;
@@ -303,9 +310,9 @@ std::uint64_t Log::head_seq() {
     return head_seq_;
 }
 
-std::string Log::store_error() {
+std::string Log::write_error() {
     std::lock_guard lock(mutex_);
-    return ingest_error_;
+    return ingest_error_.empty() ? spool_error_ : ingest_error_;
 }
 
 std::size_t Log::queue_depth() {

@@ -102,8 +102,11 @@ public:
     [[nodiscard]] Sink& sink() noexcept { return sink_; }
     [[nodiscard]] std::uint64_t head_seq();
     [[nodiscard]] std::size_t queue_depth();
-    /// Spooled: why the store did not take the last batch ("" if it did).
-    [[nodiscard]] std::string store_error();
+    /// Why audited operations are being refused now, "" if they are not:
+    /// the store did not take the last spooled batch, or the last event
+    /// could not be appended to the spool (a full disk). Cleared by the
+    /// next success.
+    [[nodiscard]] std::string write_error();
 
 private:
     struct BatchState {
@@ -162,6 +165,7 @@ private:
     std::uint64_t stored_ = 0;     // of those, events in the store
     std::uint64_t attempts_ = 0;   // ingestion attempts
     std::string ingest_error_;     // the last attempt's failure ("" if it worked)
+    std::string spool_error_;      // the last spool append's failure ("" if it worked)
     bool ingest_locked_ = false;
 };
 
