@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include <cctype>
+#include <chrono>
 #include <cstdio>
 
 #include "core/crypto/public_key.hpp"
@@ -400,8 +401,10 @@ SignResult KeyService::sign(std::string_view name, std::span<const std::uint8_t>
         auto lease = token_.session();
         const auto& s = lease.session();
         try {
+            const auto start = std::chrono::steady_clock::now();
             const auto h = working_handle(s, key, *v);
             result.signature = token::sign(s, h->handle(), result.mechanism, data);
+            result.hsm_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         } catch (const std::exception& e) {
             failure = std::current_exception();
             why = e.what();
@@ -505,7 +508,9 @@ SignResult KeyService::sign_with_version(std::string_view name, std::string_view
           {{"mechanism", token::to_string(result.mechanism)}});
     auto lease = token_.session();
     const auto& s = lease.session();
+    const auto start = std::chrono::steady_clock::now();
     result.signature = token::sign(s, working_handle(s, key, *v)->handle(), result.mechanism, data);
+    result.hsm_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if ((result.mechanism == token::SignMechanism::ecdsa_sha256 ||
          result.mechanism == token::SignMechanism::ecdsa_sha384) &&
         options.format == SignatureFormat::der) {

@@ -67,6 +67,10 @@ struct SignResult {
     int version = 0;
     token::SignMechanism mechanism = token::SignMechanism::hmac_sha256;
     std::uint64_t generation = 0;  // the store's keys generation the key was read at
+    // Time spent in the token for this signature (the key's working handle,
+    // unwrapping it if it was not cached, and the signature itself); the
+    // store lookup and the audit event are not in it.
+    double hsm_seconds = 0;
 };
 
 /// Key-level lifecycle operations (applied to the key's versions).

@@ -40,7 +40,7 @@ std::vector<std::uint8_t> bn_param(EVP_PKEY* key, const char* name) {
 
 }  // namespace
 
-std::string sign(KeyService& keys, std::string_view name, const SignRequest& request) {
+std::string sign(KeyService& keys, std::string_view name, const SignRequest& request, double* hsm_seconds) {
     ManagedKey key = keys.get(name);
     if (key.type != KeyType::jwt || !key.jwt_alg) {
         throw Error(ErrorKind::invalid_argument, "'" + key.name + "' is not a jwt key");
@@ -63,12 +63,14 @@ std::string sign(KeyService& keys, std::string_view name, const SignRequest& req
     o.format = SignatureFormat::raw;
     o.caller = request.caller;
     SignResult s = keys.sign(key.name, as_bytes(input), o);
+    if (hsm_seconds != nullptr) *hsm_seconds = s.hsm_seconds;
     if (s.kid != v->kid) {
         // The key rotated between our read and the signature: sign again
         // with a header that names the version that actually signed.
         header["kid"] = s.kid;
         const std::string again = b64url(header.dump()) + "." + b64url(claims.dump());
         s = keys.sign(key.name, as_bytes(again), o);
+        if (hsm_seconds != nullptr) *hsm_seconds += s.hsm_seconds;
         return again + "." + to_base64url(s.signature);
     }
     return input + "." + to_base64url(s.signature);

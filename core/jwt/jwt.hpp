@@ -20,8 +20,11 @@ struct SignRequest {
     std::optional<std::string> caller;  // GRADUAL rollout bucket
 };
 
-/// A compact JWS. Sets iat (and exp) unless present. Throws Error.
-[[nodiscard]] std::string sign(KeyService& keys, std::string_view name, const SignRequest& request);
+/// A compact JWS. Sets iat (and exp) unless present. Throws Error. When
+/// `hsm_seconds` is given, it receives the time spent in the token
+/// (SignResult::hsm_seconds, of both signatures if the key rotated meanwhile).
+[[nodiscard]] std::string sign(KeyService& keys, std::string_view name, const SignRequest& request,
+                               double* hsm_seconds = nullptr);
 
 // The implicit noexcept move runs nlohmann::json's invariant assertion, which
 // bugprone-exception-escape cannot see is safe.

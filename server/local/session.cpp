@@ -273,13 +273,11 @@ void Session::sign(wire::Reader& in, wire::Writer& out) {
     options.credential = credential_.kid;
     options.mechanism = mech;
     options.format = core::SignatureFormat::raw;
-    const auto start = std::chrono::steady_clock::now();
     try {
         auto result = app_.keys.sign(name, data, options);
         static const std::string kMetric = "keywarden_hsm_operation_seconds";  // built once: this is the hot path
         static const core::metrics::Labels kLabels{{"op", "local_sign"}};
-        app_.metrics.observe(kMetric, kLabels,
-                             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        app_.metrics.observe(kMetric, kLabels, result.hsm_seconds);
         out.str(result.kid).bytes(result.signature).u64(result.generation);
     } catch (const std::exception& e) {
         if (const auto* p11 = dynamic_cast<const token::Pkcs11Error*>(&e)) {
