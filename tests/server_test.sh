@@ -374,6 +374,34 @@ jcheck "POST .../revoke -> revoked_at set" 'j["revoked_at"] is not None'
 expect_error 409 NOT_PERMITTED "sign with a revoked key" POST /v1/keys/pay-new/sign "{\"data\": \"$MSG_B64\"}" "$SVC"
 expect_error 409 NOT_PERMITTED "resume a revoked key" POST /v1/admin/keys/pay-new/resume '{}' "$ADMIN"
 
+# deactivate, destroy (refused while active unless forced), compromise.
+expect 201 "create life-a" POST /v1/admin/keys '{"name": "life-a", "type": "hmac"}' "$ADMIN"
+expect 201 "create life-b" POST /v1/admin/keys '{"name": "life-b", "type": "ecdsa"}' "$ADMIN"
+expect 201 "create life-c" POST /v1/admin/keys '{"name": "life-c", "type": "hmac"}' "$ADMIN"
+expect_error 409 NOT_PERMITTED "destroy an active key without force" POST /v1/admin/keys/life-a/destroy '{}' "$ADMIN"
+expect 200 "life-a unchanged" GET /v1/admin/keys/life-a "" "$ADMIN"
+jcheck "a refused destroy changes nothing" 'j["versions"][0]["state"] == "active"'
+expect_error 400 BAD_TYPE "destroy with force not a boolean" POST /v1/admin/keys/life-a/destroy '{"force": "yes"}' "$ADMIN"
+expect 200 "deactivate life-a" POST /v1/admin/keys/life-a/deactivate '{"reason": "server test"}' "$ADMIN"
+jcheck "POST .../deactivate -> deactivated" 'j["versions"][0]["state"] == "deactivated"'
+expect_error 409 NOT_PERMITTED "sign with a deactivated key" POST /v1/keys/life-a/sign "{\"data\": \"$MSG_B64\"}" "$ADMIN"
+expect_error 409 NOT_PERMITTED "deactivate it again" POST /v1/admin/keys/life-a/deactivate '{}' "$ADMIN"
+expect 200 "destroy life-a (deactivated: no force needed)" POST /v1/admin/keys/life-a/destroy '{}' "$ADMIN"
+jcheck "POST .../destroy -> destroyed" 'j["versions"][0]["state"] == "destroyed"'
+expect 200 "destroy life-b with force (active)" POST /v1/admin/keys/life-b/destroy '{"force": true, "reason": "decommissioned"}' "$ADMIN"
+jcheck "a forced destroy goes through deactivated to destroyed" 'j["versions"][0]["state"] == "destroyed"'
+expect_error 409 NOT_PERMITTED "sign with a destroyed key" POST /v1/keys/life-b/sign "{\"data\": \"$MSG_B64\"}" "$ADMIN"
+expect 200 "compromise life-c" POST /v1/admin/keys/life-c/compromise '{"reason": "leaked in a log"}' "$ADMIN"
+jcheck "POST .../compromise -> compromised" 'j["versions"][0]["state"] == "compromised"'
+expect_error 409 NOT_PERMITTED "resume a compromised key" POST /v1/admin/keys/life-c/resume '{}' "$ADMIN"
+expect_error 404 KEY_NOT_FOUND "deactivate an unknown key" POST /v1/admin/keys/no-such-key/deactivate '{}' "$ADMIN"
+expect_error 400 UNKNOWN_FIELD "compromise with an unknown field" POST /v1/admin/keys/life-c/compromise '{"why": "x"}' "$ADMIN"
+"$K" audit query --key life-b --event state_changed --json >out 2>err || fail "audit query life-b"
+grep -q '"to":"deactivated"' out && grep -q '"to":"destroyed"' out ||
+  fail "the forced destroy of life-b is not audited as two state changes: $(cat out)"
+ok "the forced destroy is audited as active -> deactivated -> destroyed"
+expect_error 405 METHOD_NOT_ALLOWED "POST /v1/admin/limits" POST /v1/admin/limits '{}' "$ADMIN"
+
 expect 201 "issue a token through the API" POST /v1/admin/tokens '{"name": "api-issued", "scopes": ["verify:pay-*"], "max_uses": 3, "owner": "team-pay"}' "$ADMIN"
 jcheck "POST /v1/admin/tokens -> 201 with the token shown once" 'j["name"] == "api-issued" and j["type"] == "api_token" and j["token"].startswith("kw_live_") and j["display"].endswith("...")'
 API_TOK=$(jget 'j["token"]')
