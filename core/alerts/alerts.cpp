@@ -121,6 +121,40 @@ void Dispatcher::notify(const std::string& kind, const std::string& key, const s
     wake_.notify_one();
 }
 
+namespace {
+
+// A host name looked up on a thread of its own. getaddrinfo cannot be
+// cancelled, and asio's resolver joins its background thread when its
+// io_context goes: a DNS server that never answers (20 s here with the
+// C library's defaults) would hold the alert worker, and shutdown, past any
+// deadline. The attempt waits for the lookup only within its own deadline;
+// a lookup still running then finishes alone and only touches this state.
+struct Lookup {
+    std::mutex mutex;
+    std::condition_variable done_cv;
+    bool done = false;
+    boost::system::error_code ec;
+    asio::ip::tcp::resolver::results_type results;
+};
+
+std::shared_ptr<Lookup> start_lookup(const std::string& host, const std::string& port) {
+    auto lookup = std::make_shared<Lookup>();
+    std::thread([lookup, host, port] {
+        asio::io_context own;  // the blocking resolve runs on this thread
+        asio::ip::tcp::resolver resolver(own);
+        boost::system::error_code ec;
+        auto results = resolver.resolve(host, port, ec);
+        std::lock_guard lock(lookup->mutex);
+        lookup->ec = ec;
+        lookup->results = std::move(results);
+        lookup->done = true;
+        lookup->done_cv.notify_all();
+    }).detach();
+    return lookup;
+}
+
+}  // namespace
+
 bool Dispatcher::post(const std::string& url, const std::string& body, std::chrono::milliseconds budget) {
     bool tls = false;
     std::string host, port, path;
@@ -129,6 +163,18 @@ bool Dispatcher::post(const std::string& url, const std::string& body, std::chro
     // deadline: Beast's stream timeouts apply to asynchronous operations
     // only, and a webhook that accepts and never answers must not hold the
     // alert thread (and so shutdown) forever.
+    const auto end = std::chrono::steady_clock::now() + budget;
+    asio::ip::tcp::resolver::results_type endpoints;
+    {
+        const auto lookup = start_lookup(host, port);
+        std::unique_lock lock(lookup->mutex);
+        // In slices, so a shutdown whose grace is over cuts the wait short.
+        while (!lookup->done && std::chrono::steady_clock::now() < end && !shutdown_overdue()) {
+            lookup->done_cv.wait_for(lock, std::chrono::milliseconds(100));
+        }
+        if (!lookup->done || lookup->ec) return false;
+        endpoints = lookup->results;
+    }
     try {
         asio::io_context io;
         http::request<http::string_body> req{http::verb::post, path, 11};
@@ -140,7 +186,6 @@ bool Dispatcher::post(const std::string& url, const std::string& body, std::chro
         beast::flat_buffer buffer;
         http::response<http::string_body> res;
         bool answered = false;
-        asio::ip::tcp::resolver resolver(io);
         beast::ssl_stream<beast::tcp_stream> tls_stream(io, tls_->ctx);
         beast::tcp_stream plain(io);
         auto& lowest = tls ? beast::get_lowest_layer(tls_stream) : plain;
@@ -154,18 +199,14 @@ bool Dispatcher::post(const std::string& url, const std::string& body, std::chro
             SSL_set_tlsext_host_name(tls_stream.native_handle(), host.c_str());
             tls_stream.set_verify_callback(asio::ssl::host_name_verification(host));
         }
-        resolver.async_resolve(host, port, [&](beast::error_code ec, const asio::ip::tcp::resolver::results_type& eps) {
-            if (ec) return;
-            lowest.async_connect(eps, [&](beast::error_code cec, const asio::ip::tcp::endpoint&) {
-                if (cec) return;
-                if (!tls) return exchange(plain);
-                tls_stream.async_handshake(asio::ssl::stream_base::client, [&](beast::error_code hec) {
-                    if (!hec) exchange(tls_stream);
-                });
+        lowest.async_connect(endpoints, [&](beast::error_code cec, const asio::ip::tcp::endpoint&) {
+            if (cec) return;
+            if (!tls) return exchange(plain);
+            tls_stream.async_handshake(asio::ssl::stream_base::client, [&](beast::error_code hec) {
+                if (!hec) exchange(tls_stream);
             });
         });
         // In slices, so a shutdown whose grace is over cuts the attempt short.
-        const auto end = std::chrono::steady_clock::now() + budget;
         while (!io.stopped() && !shutdown_overdue()) {
             const auto left = end - std::chrono::steady_clock::now();
             if (left <= std::chrono::steady_clock::duration::zero()) break;
@@ -175,7 +216,6 @@ bool Dispatcher::post(const std::string& url, const std::string& body, std::chro
         // while everything they refer to is still alive.
         if (!io.stopped()) {
             beast::error_code ignored;
-            resolver.cancel();
             lowest.socket().close(ignored);
             io.restart();
             io.poll();
