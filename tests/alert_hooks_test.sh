@@ -404,8 +404,9 @@ ok "a ca_file that holds no certificate stops the start: $(grep -o "alerts.ca_fi
 # a DNS server that takes queries and never answers (the C library then waits
 # 20 s). SIGTERM must still take no more than the 2 s shutdown grace. Needs
 # root (unshare, mount, port 53); skipped otherwise.
+printf 'nameserver 127.0.0.77\n' >resolv.silent
 if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null &&
-  unshare -m --propagation private true 2>/dev/null; then
+  unshare -m --propagation private sh -c "mount --bind '$KW_TEST_DIR/resolv.silent' /etc/resolv.conf" 2>/dev/null; then
   "$PY" -c 'import os, socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.77", 53))
 open(sys.argv[1], "w").write("bound"); time.sleep(3600)' "$KW_TEST_DIR/dns.bound" &
@@ -413,7 +414,6 @@ open(sys.argv[1], "w").write("bound"); time.sleep(3600)' "$KW_TEST_DIR/dns.bound
   trap 'kill "$rpid" "$hpid" "$tpid1" "$tpid2" "$dnspid" 2>/dev/null || true; cleanup; umount "$KW_TEST_DIR/full" 2>/dev/null || true' EXIT
   for _ in $(seq 1 50); do [ -s dns.bound ] && break; sleep 0.1; done
   [ -s dns.bound ] || fail "the silent DNS server did not start"
-  printf 'nameserver 127.0.0.77\n' >resolv.silent
   cat >dns-jail.sh <<EOF
 #!/bin/sh
 # keywardend with /etc/resolv.conf naming the silent DNS server
@@ -435,7 +435,7 @@ EOF
   [ "$stop_ms" -lt 4500 ] || fail "SIGTERM took $stop_ms ms with an alert waiting on a DNS lookup that never ends (grace 2 s)"
   ok "SIGTERM with an alert waiting on a silent DNS server: stopped in $stop_ms ms"
 else
-  ok "# skip the silent-DNS section (needs root and unshare)"
+  ok "# skip the silent-DNS section (needs root, unshare and mount)"
 fi
 must "audit verify" "$K" audit verify
 echo "all $checks alert_hooks checks passed in $(($(date +%s) - t_begin)) s"
