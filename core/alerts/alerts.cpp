@@ -164,18 +164,18 @@ bool Dispatcher::post(const std::string& url, const std::string& body, std::chro
     // only, and a webhook that accepts and never answers must not hold the
     // alert thread (and so shutdown) forever.
     const auto end = std::chrono::steady_clock::now() + budget;
-    asio::ip::tcp::resolver::results_type endpoints;
-    {
-        const auto lookup = start_lookup(host, port);
-        std::unique_lock lock(lookup->mutex);
-        // In slices, so a shutdown whose grace is over cuts the wait short.
-        while (!lookup->done && std::chrono::steady_clock::now() < end && !shutdown_overdue()) {
-            lookup->done_cv.wait_for(lock, std::chrono::milliseconds(100));
-        }
-        if (!lookup->done || lookup->ec) return false;
-        endpoints = lookup->results;
-    }
     try {
+        asio::ip::tcp::resolver::results_type endpoints;
+        {
+            const auto lookup = start_lookup(host, port);  // throws if no thread can be made
+            std::unique_lock lock(lookup->mutex);
+            // In slices, so a shutdown whose grace is over cuts the wait short.
+            while (!lookup->done && std::chrono::steady_clock::now() < end && !shutdown_overdue()) {
+                lookup->done_cv.wait_for(lock, std::chrono::milliseconds(100));
+            }
+            if (!lookup->done || lookup->ec) return false;
+            endpoints = lookup->results;
+        }
         asio::io_context io;
         http::request<http::string_body> req{http::verb::post, path, 11};
         req.set(http::field::host, host);
