@@ -13,8 +13,14 @@ void count_not_found(App& app, const Request& r, const VerifyAnswer& a) {
     if (a.verification.code == VerifyCode::NOT_FOUND) count_unknown_token(app, r);
 }
 
-VerifyAnswer verify_one(App& app, std::string_view token, const std::optional<std::string>& scope, std::int64_t cost) {
+// A request's (or batch item's) "cost": what it spends of the rate limit and credits.
+std::int64_t cost_of(const nlohmann::json& j) {
+    const std::int64_t cost = optional_int(j, "cost").value_or(1);
     if (cost < 1 || cost > 1000) throw ApiError(400, "BAD_COST", "cost must be 1..1000");
+    return cost;
+}
+
+VerifyAnswer verify_one(App& app, std::string_view token, const std::optional<std::string>& scope, std::int64_t cost) {
     VerifyAnswer a;
     core::ratelimit::Decision& rl = a.rate;
     auto gate = [&](const core::tokens::Verification& v) {
@@ -48,8 +54,7 @@ Response tokens_verify(App& app, const Request& r) {
     std::string token = body.contains("token") ? require_string(body, "token") : bearer(r);
     if (token.empty()) throw ApiError(400, "MISSING_FIELD", "give the token in 'token' or as Authorization: Bearer");
     refuse_slowed_caller(app, r);
-    const VerifyAnswer a =
-        verify_one(app, token, optional_string(body, "scope"), optional_int(body, "cost").value_or(1));
+    const VerifyAnswer a = verify_one(app, token, optional_string(body, "scope"), cost_of(body));
     count_not_found(app, r, a);
     Response resp;
     resp.status = a.verification.code == VerifyCode::RATE_LIMITED ? 429 : 200;
@@ -80,9 +85,7 @@ Response tokens_verify_batch(App& app, const Request& r) {
             if (k != "token" && k != "scope" && k != "cost")
                 throw ApiError(400, "UNKNOWN_FIELD", "unknown field '" + k + "'");
         }
-        Item it{require_string(item, "token"), optional_string(item, "scope"), optional_int(item, "cost").value_or(1)};
-        if (it.cost < 1 || it.cost > 1000) throw ApiError(400, "BAD_COST", "cost must be 1..1000");
-        items.push_back(std::move(it));
+        items.push_back({require_string(item, "token"), optional_string(item, "scope"), cost_of(item)});
     }
     refuse_slowed_caller(app, r);
     Response resp;
